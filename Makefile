@@ -1,0 +1,37 @@
+# manyi: two commands on a fresh machine, `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test venv lint bench clean demo-reset
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start the whole system locally: broker, collector (SQLite), simulated Heze, control center.
+run: $(STAMP)
+	$(VENV)/bin/manyi run
+
+## Run the test suite (builds its own virtualenv first).
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m compileall -q manyi device collector analytics bench tests
+
+## Benchmarks: print throughput, latency and memory against a baseline.
+bench: $(STAMP)
+	$(PY) -m bench
+
+demo-reset:
+	rm -rf var/demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

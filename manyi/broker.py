@@ -1,0 +1,179 @@
+"""Start and stop a local mosquitto broker: for tests, benchmarks and ``manyi run``.
+
+Production runs mosquitto as a system service with deploy/'s configuration; this
+module runs the same program as a child process on a chosen (or free) port, with
+its own config, persistence directory, optional password file and ACL.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .exc import ManyiError
+
+
+class BrokerError(ManyiError, RuntimeError):
+    """The broker could not be found or started."""
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto executable, or None (it lives in /usr/sbin on Debian)."""
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    """Block until something accepts TCP connections on host:port, or raise BrokerError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BrokerError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
+def hash_password_file(path: Path, users: dict[str, str]) -> None:
+    """Write a mosquitto password file for ``users`` (name → password) with mosquitto_passwd."""
+    tool = shutil.which("mosquitto_passwd")
+    if not tool:
+        raise BrokerError("mosquitto_passwd not found (Debian package mosquitto)")
+    path.write_text("")
+    for name, password in users.items():
+        subprocess.run([tool, "-b", str(path), name, password], check=True, capture_output=True)
+
+
+@dataclass
+class Mosquitto:
+    """A mosquitto child process with a config of its own in ``workdir``.
+
+    ``users`` (name → password) turns authentication on; ``acl`` is the text of an
+    ACL file. ``extra_config`` lines are appended (e.g. a TLS listener). Persistence
+    lives in ``workdir`` so that a restart keeps sessions and queued messages.
+    """
+
+    workdir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    users: dict[str, str] | None = None
+    acl: str | None = None
+    extra_config: list[str] = field(default_factory=list)
+    max_queued_messages: int = 1_000_000
+    config_file: Path | None = None
+    process: subprocess.Popen | None = None
+
+    def __post_init__(self):
+        self.workdir = Path(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+
+    def write_config(self) -> Path:
+        """Write mosquitto.conf (and the password and ACL files) and return its path."""
+        lines = [
+            f"listener {self.port} {self.host}",
+            "persistence true",
+            f"persistence_location {self.workdir}/",
+            "autosave_interval 1",
+            f"max_queued_messages {self.max_queued_messages}",
+            "max_inflight_messages 100",
+            # Started as root (CI), mosquitto would drop to user "mosquitto" and lose access to workdir.
+            f"user {getpass.getuser()}",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+        ]
+        if self.users is not None:
+            pwfile = self.workdir / "passwd"
+            hash_password_file(pwfile, self.users)
+            lines += ["allow_anonymous false", f"password_file {pwfile}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.acl is not None:
+            aclfile = self.workdir / "acl"
+            aclfile.write_text(self.acl)
+            lines.append(f"acl_file {aclfile}")
+        lines += self.extra_config
+        self.config_file = self.workdir / "mosquitto.conf"
+        self.config_file.write_text("\n".join(lines) + "\n")
+        return self.config_file
+
+    def start(self, timeout: float = 10.0) -> "Mosquitto":
+        """Start the broker (writing its config the first time) and wait until it listens."""
+        exe = find_mosquitto()
+        if not exe:
+            raise BrokerError("mosquitto is not installed (Debian package mosquitto)")
+        if self.config_file is None:
+            self.write_config()
+        log = open(self.workdir / "mosquitto.log", "ab")
+        self.process = subprocess.Popen([exe, "-c", str(self.config_file)], stdout=log, stderr=log,
+                                        start_new_session=True)
+        log.close()
+        try:
+            wait_for_port(self.host, self.port, timeout)
+        except BrokerError:
+            self.kill()
+            raise BrokerError(f"mosquitto did not start: {self.log_tail()}") from None
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker gracefully (SIGTERM), saving its persistence file."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """Kill the broker at once (SIGKILL), as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port with the same persistence."""
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return bool(self.process and self.process.poll() is None)
+
+    @property
+    def address(self) -> str:
+        """host:port of the listener."""
+        return f"{self.host}:{self.port}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the broker's log, for error messages."""
+        path = self.workdir / "mosquitto.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> "Mosquitto":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Fixtures of the analytics tests (loaded by conftest.py)."""

@@ -1,0 +1,1 @@
+"""Fixtures of the collector tests (loaded by conftest.py)."""

@@ -1,0 +1,1 @@
+"""Fixtures of the demo tests (loaded by conftest.py)."""

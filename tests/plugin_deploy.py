@@ -1,0 +1,1 @@
+"""Fixtures of the deploy tests (loaded by conftest.py)."""

@@ -1,0 +1,1 @@
+"""Fixtures of the device tests (loaded by conftest.py)."""
