@@ -20,6 +20,7 @@ PARTS = (
     "device.cli",
     "collector.cli",
     "analytics.cli",
+    "analytics.quarter_cli",
     "analytics.web.cli",
     "manyi.demo",
 )
