@@ -1,0 +1,52 @@
+"""The collector's settings: defaults here < TOML file ``[collector]`` < ``MANYI_`` variables < command line.
+
+Standard library only, so that ``manyi --help`` stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from manyi.exc import ConfigError
+
+DEFAULT_STORE = "sqlite:///var/votes.db"
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """Everything ``manyi collector`` can be told (env: MANYI_COLLECTOR_<NAME> or MANYI_<NAME>)."""
+
+    broker: str = "127.0.0.1:1883"
+    store: str = DEFAULT_STORE
+    client_id: str = "manyi-collector"
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None                 # CA file: turns TLS on
+    batch_size: int = 500                     # votes per store transaction at most
+    batch_ms: int = 200                       # a batch is written at most this long after its first message
+    idle_ms: int = 20                         # ... or as soon as no message came for this long
+    session_expiry: int = 7 * 86400           # seconds the broker keeps our session (and backlog) while we are away
+    receive_maximum: int = 1000               # unacknowledged messages the broker may send us at once
+    keepalive: int = 30
+    retry_max_seconds: float = 30.0           # back-off ceiling while the store fails
+    burst_max_votes: int = 5                  # misuse: more than this many votes of one rating ...
+    burst_window_seconds: float = 30.0        # ... at one terminal within this many seconds
+
+    def __post_init__(self):
+        parse_broker(self.broker)
+        for name in ("batch_size", "batch_ms", "session_expiry", "receive_maximum", "keepalive"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"setting {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size > self.receive_maximum:
+            # More would never arrive unacknowledged at once: the batch timeout would be hit every time.
+            raise ConfigError(f"batch_size {self.batch_size} must not exceed receive_maximum {self.receive_maximum}")
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    """Split ``host:port`` (port 1883 when absent); raise ConfigError when malformed."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep:
+        host, port = text, "1883"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"broker {text!r} must be HOST:PORT")
+    return host.strip("[]"), int(port)
