@@ -1,0 +1,490 @@
+"""The quarterly computation: gather the inputs, run the model, publish and reload results.
+
+:func:`compute_quarter` reads only aggregated counts from the vote store (never raw
+votes, except the handful of one terminal's votes in the hour in which that terminal
+was moved to another window), joins them to the registry's assignment history in
+pandas, adds the 12333 survey answers and the base scores from the center database,
+and runs the pure model (:mod:`analytics.model`).
+
+Bucket choice (docs/model.md): the store is asked for **day** buckets (≈ 500 terminals
+× 92 days × 3 ratings ≈ 140 k rows at most, however many votes) for every terminal
+whose assignment does not change inside the quarter, and for **hour** buckets only for
+the few terminals that were moved during the quarter. A vote belongs to the window its
+terminal was assigned to at the time of the press: a day bucket of an unmoved terminal
+lies wholly inside one assignment, an hour bucket of a moved terminal is attributed by
+its start, and an hour that contains a move not on the hour is replaced by that
+terminal's raw votes of that hour, so attribution is exact.
+
+Published results live in the center database (tables ``quarter_results``,
+``quarter_tables``, ``quarter_inputs``) with their parameters, per-unit input counts,
+computation time and software version. Publishing the same figures twice returns the
+first id; a parameter change publishes a new result and the old one stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+
+from manyi import __version__
+from manyi.exc import ManyiError
+from manyi.periods import Quarter
+
+from .db import CenterDB
+from .model import Params, evaluate, score_reported, triangulate
+
+RATING_COLUMNS = {"satisfied": "S", "basic": "B", "unsatisfied": "U"}
+# Survey answers may arrive as protocol ratings or as the Chinese five-level labels.
+SURVEY_RATINGS = {
+    "satisfied": "S", "basic": "B", "unsatisfied": "U",
+    "非常满意": "S", "满意": "S", "基本满意": "B", "不满意": "U", "非常不满意": "U",
+}
+TABLES = ("counties", "townships", "halls", "windows", "triangulation")
+_FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS quarter_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    quarter TEXT NOT NULL,            -- e.g. 2026Q3
+    params TEXT NOT NULL,             -- JSON of model.Params, sorted keys
+    fingerprint TEXT NOT NULL,        -- sha256 of the figures (all tables)
+    computed_at TEXT NOT NULL,        -- ISO 8601 UTC
+    published_at TEXT NOT NULL,
+    version TEXT NOT NULL,            -- manyi software version
+    summary TEXT NOT NULL,            -- JSON: mu_T, mu_P, lam, y_ref, notes, input_counts
+    UNIQUE (quarter, params, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS quarter_tables (
+    result_id INTEGER NOT NULL REFERENCES quarter_results(id),
+    name TEXT NOT NULL,               -- counties | townships | halls | windows | triangulation
+    data TEXT NOT NULL,               -- JSON {columns, dtypes, data}; floats exact (repr)
+    PRIMARY KEY (result_id, name)
+);
+CREATE TABLE IF NOT EXISTS quarter_inputs (
+    result_id INTEGER NOT NULL REFERENCES quarter_results(id),
+    level TEXT NOT NULL,              -- county | township
+    code TEXT NOT NULL,
+    S_T INTEGER NOT NULL, B_T INTEGER NOT NULL, U_T INTEGER NOT NULL, excluded_T INTEGER NOT NULL,
+    S_P INTEGER NOT NULL, B_P INTEGER NOT NULL, U_P INTEGER NOT NULL,
+    G REAL,
+    PRIMARY KEY (result_id, level, code)
+);
+"""
+
+
+class ResultNotFound(ManyiError, LookupError):
+    """No published quarterly result with that id."""
+
+
+@dataclass
+class QuarterResult:
+    """A quarter's figures: scored counties and townships, reported halls and windows, triangulation."""
+
+    quarter: Quarter
+    params: Params
+    counties: pd.DataFrame
+    townships: pd.DataFrame
+    halls: pd.DataFrame
+    windows: pd.DataFrame
+    triangulation: pd.DataFrame
+    notes: list[str]
+    computed_at: datetime
+    version: str
+    input_counts: dict
+    mu_T: float = math.nan
+    mu_P: float = math.nan
+    lam: float = 0.0         # the λ actually used
+    y_ref: float = math.nan
+    result_id: int | None = None
+    published_at: datetime | None = None
+    extra: dict = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The five tables by name."""
+        return {name: getattr(self, name) for name in TABLES}
+
+    def fingerprint(self) -> str:
+        """sha256 over the exact figures of every table and the city-level numbers."""
+        digest = hashlib.sha256()
+        for name, frame in self.tables().items():
+            digest.update(name.encode())
+            digest.update(_frame_to_json(frame).encode())
+        digest.update(json.dumps([_num(self.mu_T), _num(self.mu_P), self.lam, _num(self.y_ref)]).encode())
+        return digest.hexdigest()
+
+
+# --- gathering the inputs -----------------------------------------------------------------
+
+def _utc(moment) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def assignment_frame(registry) -> pd.DataFrame:
+    """The registry's assignment history: device, window_id, valid_from, valid_to (UTC; open end = far future)."""
+    rows = [(a.device, a.window_id, _utc(a.valid_from), _utc(a.valid_to) if a.valid_to else _FAR_FUTURE)
+            for a in registry.assignments]
+    frame = pd.DataFrame(rows, columns=["device", "window_id", "valid_from", "valid_to"])
+    for column in ("valid_from", "valid_to"):
+        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+def _rows_frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame([(r.device, r.bucket, r.rating, r.count, r.excluded) for r in rows],
+                         columns=["device", "at", "rating", "count", "excluded"])
+    frame["at"] = pd.to_datetime(frame["at"], utc=True).astype("datetime64[us, UTC]")
+    frame["count"] = frame["count"].astype("int64")
+    frame["excluded"] = frame["excluded"].astype("int64")
+    return frame
+
+
+def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict, list[str]]:
+    """Vote counts per window of the quarter: (frame window_id, S_T, B_T, U_T, excluded_T; input counts; notes)."""
+    start, end = quarter.start, quarter.end
+    s_utc, e_utc = _utc(start), _utc(end)
+    assign = assignment_frame(registry)
+    inside = lambda col: (assign[col] > s_utc) & (assign[col] < e_utc)  # noqa: E731
+    moved = assign.loc[inside("valid_from") | inside("valid_to")]
+    movers = sorted(set(moved["device"]))
+
+    day = _rows_frame(store.counts(start, end, "day"))
+    day = day[~day["device"].isin(movers)]
+    parts = [day]
+    n_rows = len(day)
+    raw_votes = 0
+    if movers:
+        hour = _rows_frame(store.counts(start, end, "hour", devices=movers))
+        n_rows += len(hour)
+        # Hours that contain a move not on the hour: use that terminal's raw votes of that hour.
+        cuts = pd.concat([moved[["device", "valid_from"]].rename(columns={"valid_from": "t"}),
+                          moved[["device", "valid_to"]].rename(columns={"valid_to": "t"})])
+        cuts = cuts[(cuts["t"] > s_utc) & (cuts["t"] < e_utc)]
+        cuts = cuts.assign(hour=cuts["t"].dt.floor("h"))
+        cuts = cuts[cuts["t"] != cuts["hour"]].drop_duplicates(["device", "hour"])
+        if len(cuts):
+            key = pd.MultiIndex.from_frame(hour[["device", "at"]])
+            drop = key.isin(pd.MultiIndex.from_arrays([cuts["device"], cuts["hour"]]))
+            hour = hour[~drop]
+            exact = []
+            for device, h in zip(cuts["device"], cuts["hour"]):
+                for vote in store.votes(h.to_pydatetime(), (h + pd.Timedelta(hours=1)).to_pydatetime(), devices=[device]):
+                    exact.append((vote.device, vote.time, vote.rating, 0 if vote.excluded else 1, int(vote.excluded)))
+            raw_votes = len(exact)
+            if exact:
+                extra = pd.DataFrame(exact, columns=["device", "at", "rating", "count", "excluded"])
+                extra["at"] = pd.to_datetime(extra["at"], utc=True).astype("datetime64[us, UTC]")
+                parts.append(extra)
+        parts.append(hour)
+    rows = pd.concat(parts, ignore_index=True)
+    notes: list[str] = []
+
+    # Attribute each row to the assignment valid at its time.
+    rows["rid"] = np.arange(len(rows))
+    joined = rows.merge(assign, on="device", how="left")
+    hit = joined["window_id"].notna() & (joined["valid_from"] <= joined["at"]) & (joined["at"] < joined["valid_to"])
+    attributed = joined[hit]
+    if attributed["rid"].duplicated().any():  # overlapping assignments: count the vote once, say so
+        twice = sorted(set(attributed.loc[attributed["rid"].duplicated(), "device"]))
+        notes.append(f"终端 {'、'.join(twice[:10])} 的窗口分配时段重叠：重叠时段的票只计入最早的分配。")
+        attributed = attributed.sort_values(["rid", "valid_from"]).drop_duplicates("rid")
+    # A row with no valid assignment: its votes are unregistered (reported, not scored).
+    orphan = rows[~rows["rid"].isin(attributed["rid"])]
+    unregistered = int(orphan["count"].sum() + orphan["excluded"].sum())
+    if unregistered:
+        devices = sorted(set(orphan["device"]))
+        shown = "、".join(devices[:10]) + (" 等" if len(devices) > 10 else "")
+        notes.append(f"{unregistered} 票来自当时未登记到窗口的终端（{len(devices)} 台：{shown}），未计入任何单位。")
+
+    unknown = ~attributed["rating"].isin(list(RATING_COLUMNS))
+    if unknown.any():
+        raise ManyiError(f"vote store returned unknown ratings {sorted(set(attributed.loc[unknown, 'rating']))}")
+    wide = attributed.pivot_table(index="window_id", columns="rating", values="count", aggfunc="sum", fill_value=0)
+    wide = wide.reindex(columns=list(RATING_COLUMNS), fill_value=0).rename(columns=lambda r: RATING_COLUMNS[r] + "_T")
+    wide["excluded_T"] = attributed.groupby("window_id")["excluded"].sum()
+    wide = wide.fillna(0).astype("int64").reset_index()
+    wide.columns.name = None
+    info = {
+        "votes": int(rows["count"].sum()),
+        "excluded": int(rows["excluded"].sum()),
+        "unregistered_votes": unregistered,
+        "count_rows": n_rows,
+        "moved_terminals": len(movers),
+        "raw_votes_read": raw_votes,
+        "buckets": "day (hour for moved terminals)",
+    }
+    return wide, info, notes
+
+
+def registry_frames(registry) -> dict[str, pd.DataFrame]:
+    """The registry's units as frames: counties, townships, halls, windows (with their parents' codes)."""
+    counties = pd.DataFrame([(c.code, c.name, c.kind) for c in registry.counties.values()],
+                            columns=["code", "name", "kind"], dtype="str")
+    townships = pd.DataFrame([(t.code, t.name, t.county_code) for t in registry.townships.values()],
+                             columns=["code", "name", "county_code"], dtype="str")
+    county_of = dict(zip(townships["code"], townships["county_code"]))
+    # A county-level hall (政务服务中心) has no township: it counts for its county only.
+    hall_county = {h.id: (getattr(h, "county_code", "") or county_of.get(h.township_code, ""))
+                   for h in registry.halls.values()}
+    halls = pd.DataFrame([(h.id, h.name, h.township_code or "", hall_county[h.id]) for h in registry.halls.values()],
+                         columns=["hall_id", "name", "township_code", "county_code"], dtype="str")
+    hall_of = {h.id: h for h in registry.halls.values()}
+    windows = pd.DataFrame(
+        [(w.id, w.name, w.hall_id, hall_of[w.hall_id].name if w.hall_id in hall_of else "",
+          (hall_of[w.hall_id].township_code or "") if w.hall_id in hall_of else "", hall_county.get(w.hall_id, ""))
+         for w in registry.windows.values()],
+        columns=["window_id", "name", "hall_id", "hall_name", "township_code", "county_code"], dtype="str")
+    return {"counties": counties.sort_values("code", ignore_index=True),
+            "townships": townships.sort_values("code", ignore_index=True),
+            "halls": halls.sort_values("hall_id", ignore_index=True),
+            "windows": windows.sort_values("window_id", ignore_index=True)}
+
+
+def _load_survey(db, quarter):
+    try:
+        from .survey import survey_counts
+    except ModuleNotFoundError as exc:  # the import part is not installed
+        if exc.name != "analytics.survey":
+            raise
+        return pd.DataFrame(columns=["level", "code", "rating", "n"])
+    return survey_counts(db, quarter)
+
+
+def _load_scores(db, quarter):
+    try:
+        from .scores import base_scores
+    except ModuleNotFoundError as exc:
+        if exc.name != "analytics.scores":
+            raise
+        return pd.DataFrame(columns=["level", "code", "score"])
+    return base_scores(db, quarter)
+
+
+def phone_counts(survey: pd.DataFrame, townships: pd.DataFrame, counties: pd.DataFrame):
+    """Phone answers per county and per township, plus (answers, unmatched answers, notes).
+
+    A township-level answer counts for the township and for its county; a county-level
+    answer only for the county (it says nothing about any one township).
+    """
+    cols = ["S_P", "B_P", "U_P"]
+    empty_t = pd.DataFrame(columns=["code"] + cols)
+    notes: list[str] = []
+    if survey is None or len(survey) == 0:
+        return empty_t, empty_t.copy(), 0, 0, notes
+    frame = survey.copy()
+    frame["code"] = frame["code"].astype(str)
+    frame["n"] = pd.to_numeric(frame["n"]).astype("int64")
+    frame["col"] = frame["rating"].astype(str).str.strip().map(SURVEY_RATINGS)
+    bad = frame["col"].isna()
+    if bad.any():
+        raise ManyiError(f"survey counts hold unknown ratings {sorted(set(frame.loc[bad, 'rating']))}")
+    frame["col"] = frame["col"] + "_P"
+    county_of = dict(zip(townships["code"], townships["county_code"]))
+    is_t = frame["level"] == "township"
+    t_rows = frame[is_t & frame["code"].isin(county_of)]
+    c_rows = frame[~is_t & frame["code"].isin(set(counties["code"]))]
+    unmatched = int(frame["n"].sum() - t_rows["n"].sum() - c_rows["n"].sum())
+    if unmatched:
+        codes = sorted(set(frame["code"]) - set(t_rows["code"]) - set(c_rows["code"]))
+        notes.append(f"{unmatched} 条电话回访答复的单位代码不在区划登记中（{'、'.join(codes[:10])}），未计入。")
+
+    def wide(rows: pd.DataFrame) -> pd.DataFrame:
+        out = rows.pivot_table(index="code", columns="col", values="n", aggfunc="sum", fill_value=0)
+        out = out.reindex(columns=cols, fill_value=0).astype("int64").reset_index()
+        out.columns.name = None
+        return out
+
+    town = wide(t_rows)
+    both = pd.concat([c_rows, t_rows.assign(code=t_rows["code"].map(county_of))])
+    return wide(both), town, int(frame["n"].sum()), unmatched, notes
+
+
+def _attach(units: pd.DataFrame, counts: pd.DataFrame, key: str, columns) -> pd.DataFrame:
+    out = units.merge(counts, left_on=key, right_on=key, how="left") if len(counts) else units.copy()
+    for column in columns:
+        if column not in out:
+            out[column] = 0
+        out[column] = out[column].fillna(0).astype("int64")
+    return out
+
+
+def compute_quarter(store, registry, db: CenterDB | None, quarter: Quarter | str, params: Params | None = None, *,
+                    survey: pd.DataFrame | None = None, scores: pd.DataFrame | None = None,
+                    now: datetime | None = None) -> QuarterResult:
+    """Compute a quarter from the vote store's counts, the registry, the survey and the base scores.
+
+    ``survey`` (level, code, rating, n) and ``scores`` (level, code, score) default to the
+    center database's imports (analytics.survey / analytics.scores); pass frames to try
+    figures without importing. ``now`` is the computation time (default: the system clock).
+    """
+    quarter = Quarter.parse(quarter) if isinstance(quarter, str) else quarter
+    params = params or Params()
+    units = registry_frames(registry)
+    per_window, info, notes = gather_votes(store, registry, quarter)
+    t_cols = ["S_T", "B_T", "U_T", "excluded_T"]
+
+    windows = _attach(units["windows"], per_window, "window_id", t_cols)
+    halls = _attach(units["halls"], windows.groupby("hall_id")[t_cols].sum().reset_index(), "hall_id", t_cols)
+    town_T = halls.groupby("township_code")[t_cols].sum().reset_index().rename(columns={"township_code": "code"})
+    county_T = halls.groupby("county_code")[t_cols].sum().reset_index().rename(columns={"county_code": "code"})
+    lost = int(windows[t_cols[:3]].sum().sum() - county_T.loc[county_T["code"].isin(units["counties"]["code"]),
+                                                               t_cols[:3]].sum().sum())
+    if lost:
+        notes.append(f"{lost} 票所在窗口的服务大厅未归属任何已登记乡镇/县区，未计入县区与乡镇得分。")
+
+    if survey is None:
+        survey = _load_survey(db, quarter) if db is not None else None
+    county_P, town_P, answers, unmatched, survey_notes = phone_counts(survey, units["townships"], units["counties"])
+    notes += survey_notes
+
+    if scores is None:
+        scores = _load_scores(db, quarter) if db is not None else pd.DataFrame(columns=["level", "code", "score"])
+    scores = scores.copy()
+    scores["code"] = scores["code"].astype(str)
+    G = {level: dict(zip(rows["code"], pd.to_numeric(rows["score"]).astype(float)))
+         for level, rows in scores.groupby("level")} if len(scores) else {}
+
+    p_cols = ["S_P", "B_P", "U_P"]
+    counties_in = _attach(_attach(units["counties"], county_T, "code", t_cols), county_P, "code", p_cols)
+    counties_in["G"] = counties_in["code"].map(G.get("county", {})).astype(float)
+    towns_in = _attach(_attach(units["townships"], town_T, "code", t_cols), town_P, "code", p_cols)
+    towns_in["G"] = towns_in["code"].map(G.get("township", {})).astype(float)
+
+    info.update(survey_answers=answers, survey_unmatched=unmatched,
+                base_scores=int(len(scores)), terminals=len(set(a.device for a in registry.assignments)))
+    computed_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, __version__)
+
+
+def _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, version):
+    out = evaluate(counties_in.drop(columns=["kind"], errors="ignore"), towns_in, params)
+    counties = out.counties
+    if "kind" in counties_in:
+        counties.insert(2, "kind", counties_in["kind"].to_numpy())
+    return QuarterResult(
+        quarter=quarter, params=params, counties=counties, townships=out.townships,
+        halls=score_reported(halls, params), windows=score_reported(windows, params),
+        triangulation=triangulate(counties_in, params), notes=list(notes) + out.notes,
+        computed_at=computed_at, version=version, input_counts=info,
+        mu_T=out.mu_T, mu_P=out.mu_P, lam=out.lam, y_ref=out.y_ref,
+    )
+
+
+# --- publishing ---------------------------------------------------------------------------
+
+def _num(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _frame_to_json(frame: pd.DataFrame) -> str:
+    columns = list(frame.columns)
+    data = [[None if pd.isna(v) else (bool(v) if isinstance(v, (bool, np.bool_)) else v) for v in frame[c].tolist()]
+            for c in columns]
+    return json.dumps({"columns": columns, "dtypes": [str(frame[c].dtype) for c in columns], "data": data},
+                      ensure_ascii=False, allow_nan=False)
+
+
+def _frame_from_json(text: str) -> pd.DataFrame:
+    spec = json.loads(text)
+    series = {c: pd.Series(values, dtype=dtype) for c, dtype, values in zip(spec["columns"], spec["dtypes"], spec["data"])}
+    return pd.DataFrame(series, columns=spec["columns"])
+
+
+def _params_json(params: Params) -> str:
+    return json.dumps(params.to_dict(), sort_keys=True)
+
+
+def publish(db: CenterDB, result: QuarterResult, *, now: datetime | None = None) -> int:
+    """Store ``result``; return its id. The same quarter, parameters and figures again: the existing id."""
+    db.ensure(SCHEMA)
+    params = _params_json(result.params)
+    fingerprint = result.fingerprint()
+    existing = db.query("SELECT id FROM quarter_results WHERE quarter=? AND params=? AND fingerprint=?",
+                        (str(result.quarter), params, fingerprint))
+    if existing:
+        result.result_id = existing[0]["id"]
+        return result.result_id
+    published_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    summary = json.dumps({"mu_T": _num(result.mu_T), "mu_P": _num(result.mu_P), "lam": result.lam,
+                          "y_ref": _num(result.y_ref), "notes": result.notes, "input_counts": result.input_counts},
+                         ensure_ascii=False, sort_keys=True)
+    with db.transaction() as conn:
+        cur = conn.execute(
+            "INSERT INTO quarter_results (quarter, params, fingerprint, computed_at, published_at, version, summary)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (str(result.quarter), params, fingerprint, result.computed_at.isoformat(), published_at.isoformat(),
+             result.version, summary))
+        result_id = cur.lastrowid
+        for name, frame in result.tables().items():
+            conn.execute("INSERT INTO quarter_tables (result_id, name, data) VALUES (?, ?, ?)",
+                         (result_id, name, _frame_to_json(frame)))
+        for level, frame in (("county", result.counties), ("township", result.townships)):
+            conn.executemany(
+                "INSERT INTO quarter_inputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(result_id, level, r.code, int(r.S_T), int(r.B_T), int(r.U_T), int(r.excluded_T),
+                  int(r.S_P), int(r.B_P), int(r.U_P), None if pd.isna(r.G) else float(r.G))
+                 for r in frame.itertuples(index=False)])
+    result.result_id = result_id
+    result.published_at = published_at
+    return result_id
+
+
+def published(db: CenterDB, quarter: Quarter | str | None = None) -> list[dict]:
+    """Published results (newest first), optionally of one quarter: id, quarter, params, computed_at, ..."""
+    db.ensure(SCHEMA)
+    sql = "SELECT * FROM quarter_results"
+    args: tuple = ()
+    if quarter is not None:
+        sql += " WHERE quarter = ?"
+        args = (str(quarter),)
+    out = []
+    for row in db.query(sql + " ORDER BY id DESC", args):
+        summary = json.loads(row["summary"])
+        out.append({"id": row["id"], "quarter": row["quarter"], "params": json.loads(row["params"]),
+                    "fingerprint": row["fingerprint"], "computed_at": row["computed_at"],
+                    "published_at": row["published_at"], "version": row["version"],
+                    "notes": summary["notes"], "input_counts": summary["input_counts"]})
+    return out
+
+
+def load_published(db: CenterDB, result_id: int) -> QuarterResult:
+    """The published result ``result_id`` exactly as it was stored; ResultNotFound otherwise."""
+    db.ensure(SCHEMA)
+    rows = db.query("SELECT * FROM quarter_results WHERE id = ?", (int(result_id),))
+    if not rows:
+        raise ResultNotFound(f"no published quarterly result with id {result_id}")
+    row = rows[0]
+    summary = json.loads(row["summary"])
+    tables = {r["name"]: _frame_from_json(r["data"])
+              for r in db.query("SELECT name, data FROM quarter_tables WHERE result_id = ?", (row["id"],))}
+    nan = lambda v: math.nan if v is None else v  # noqa: E731
+    return QuarterResult(
+        quarter=Quarter.parse(row["quarter"]), params=Params.from_dict(json.loads(row["params"])),
+        notes=summary["notes"], computed_at=datetime.fromisoformat(row["computed_at"]), version=row["version"],
+        input_counts=summary["input_counts"], mu_T=nan(summary["mu_T"]), mu_P=nan(summary["mu_P"]),
+        lam=summary["lam"], y_ref=nan(summary["y_ref"]), result_id=row["id"],
+        published_at=datetime.fromisoformat(row["published_at"]), **tables)
+
+
+def recompute_published(db: CenterDB, result_id: int, params: Params | None = None) -> QuarterResult:
+    """Re-run the model on a published result's stored inputs (and its parameters unless given)."""
+    stored = load_published(db, result_id)
+    params = params or stored.params
+    inputs = pd.DataFrame([dict(r) for r in db.query(
+        "SELECT level, code, S_T, B_T, U_T, excluded_T, S_P, B_P, U_P, G FROM quarter_inputs WHERE result_id = ?",
+        (int(result_id),))])
+    def units(level: str, frame: pd.DataFrame, ids) -> pd.DataFrame:
+        own = inputs[inputs["level"] == level].drop(columns=["level"])
+        return frame[ids].merge(own, on="code", how="left")
+    counties_in = units("county", stored.counties, ["code", "name", "kind"] if "kind" in stored.counties else ["code", "name"])
+    towns_in = units("township", stored.townships, ["code", "name", "county_code"])
+    keep = lambda f: f.drop(columns=[c for c in ("n_T", "x_T", "rate_T", "ci_low", "ci_high", "flags") if c in f])  # noqa: E731
+    notes = [n for n in stored.notes if "λ 取 0" not in n and "没有终端评价" not in n]
+    return _run_model(stored.quarter, params, counties_in, towns_in, keep(stored.halls), keep(stored.windows),
+                      notes, dict(stored.input_counts), stored.computed_at, stored.version)
