@@ -1,0 +1,86 @@
+"""Table downloads of the feature pages (cases, rankings): CSV for Excel and XLSX.
+
+Cells that a spreadsheet would read as a formula (=, +, -, @ first) are prefixed with an
+apostrophe, since names come from imported files and must never run as formulas.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import quote
+
+from flask import Response, abort
+
+FORMATS = {"csv": "text/csv; charset=utf-8",
+           "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+def safe_cell(value):
+    """The value as a spreadsheet should show it (no formula injection; None as empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def table_bytes(rows: list[dict], columns: list[tuple[str, str]], fmt: str, sheet: str = "Sheet1") -> bytes:
+    """``rows`` as CSV (UTF-8 with BOM, so Excel reads Chinese) or XLSX; ``columns`` = [(key, header)]."""
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow([label for _, label in columns])
+        for row in rows:
+            writer.writerow([safe_cell(row.get(key)) for key, _ in columns])
+        return ("\ufeff" + out.getvalue()).encode("utf-8")
+    if fmt == "xlsx":
+        from openpyxl import Workbook
+        book = Workbook()
+        ws = book.active
+        ws.title = sheet[:31]
+        ws.append([label for _, label in columns])
+        for row in rows:
+            ws.append([safe_cell(row.get(key)) for key, _ in columns])
+        buf = io.BytesIO()
+        book.save(buf)
+        return buf.getvalue()
+    raise ValueError(f"format {fmt!r} is not csv or xlsx")
+
+
+def download(data: bytes, filename: str, fmt: str) -> Response:
+    """A file download response with a UTF-8 file name."""
+    mimetype = FORMATS.get(fmt) or {"html": "text/html; charset=utf-8"}.get(fmt, "application/octet-stream")
+    ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return Response(data, mimetype=mimetype, headers={
+        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"})
+
+
+def table_download(rows, columns, fmt: str, stem: str) -> Response:
+    """Rows as a CSV/XLSX download; 404 for another format."""
+    if fmt not in FORMATS:
+        abort(404, description=f"不支持的导出格式：{fmt}")
+    return download(table_bytes(rows, columns, fmt, stem), f"{stem}.{fmt}", fmt)
+
+
+def cn_time(value) -> str:
+    """Template filter: an ISO time as ``YYYY-MM-DD HH:MM`` China time; a midnight deadline as ``… 24:00``."""
+    if not value:
+        return "—"
+    from datetime import datetime, timedelta
+
+    from manyi.periods import to_local
+    try:
+        moment = to_local(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return str(value)
+    if (moment.hour, moment.minute, moment.second) == (0, 0, 0):
+        return f"{(moment - timedelta(days=1)).date().isoformat()} 24:00"
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def pct(value, digits: int = 1) -> str:
+    """Template filter: 0.853 -> 85.3%; None -> —."""
+    if value is None or value != value:       # None or NaN
+        return "—"
+    return f"{value * 100:.{digits}f}%"
