@@ -1,0 +1,92 @@
+"""Chart builders of the control center: data in, plotly figure dict out (no I/O).
+
+The map is a ``go.Choropleth`` over the counties' own GeoJSON polygons with
+``fitbounds="geojson"`` and no base map, so it needs no online tiles; halls with
+known coordinates are ``scattergeo`` markers. Every map shows the OpenStreetMap
+attribution required by the polygons' licence (ODbL). Names from the registry are
+HTML-escaped before they go into hover text.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import pandas as pd
+import plotly.graph_objects as go
+
+OSM_ATTRIBUTION = "© OpenStreetMap contributors"
+SCORE_SCALE = [[0.0, "#c0392b"], [0.5, "#f1c40f"], [1.0, "#1e8449"]]
+SCORE_MIN, SCORE_MAX = 60.0, 100.0
+NO_DATA_COLOR = "#d5d8dc"
+OFFLINE_COLOR = "#6c3483"
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None = None,
+               title: str = "") -> dict:
+    """The live map as a plotly figure dict.
+
+    ``counties``: code, name, n, score (0–100, NaN without votes), rate (0–1), unsatisfied.
+    ``halls``: id, name, county_name, lon, lat, n, score, offline (terminals offline), approximate.
+    Counties without a polygon (development zones) simply do not appear on the map.
+    """
+    codes_with_shape = {str(f.get("id") or f.get("properties", {}).get("adcode")) for f in geojson["features"]}
+    for feature in geojson["features"]:
+        feature.setdefault("id", feature.get("properties", {}).get("adcode"))
+    shown = counties[counties["code"].astype(str).isin(codes_with_shape)]
+    scored = shown[shown["n"] > 0]
+    empty = shown[shown["n"] <= 0]
+    fig = go.Figure()
+    hover = "%{customdata[0]}<br>满意度得分 %{customdata[1]}<br>满意率 %{customdata[2]}<br>评价数 %{customdata[3]}<extra></extra>"
+    if len(empty):
+        fig.add_trace(go.Choropleth(
+            geojson=geojson, locations=empty["code"].astype(str).tolist(), z=[0] * len(empty),
+            colorscale=[[0, NO_DATA_COLOR], [1, NO_DATA_COLOR]], showscale=False, name="无数据",
+            marker_line_color="#ffffff", marker_line_width=1,
+            customdata=[[html.escape(str(r.name)), "—", "—", 0] for r in empty.itertuples()],
+            hovertemplate=hover))
+    if len(scored):
+        fig.add_trace(go.Choropleth(
+            geojson=geojson, locations=scored["code"].astype(str).tolist(), z=scored["score"].round(1).tolist(),
+            zmin=SCORE_MIN, zmax=SCORE_MAX, colorscale=SCORE_SCALE, name="满意度",
+            marker_line_color="#ffffff", marker_line_width=1,
+            colorbar=dict(title=dict(text="得分"), thickness=12, len=0.6),
+            customdata=[[html.escape(str(r.name)), _fmt(r.score), _fmt(100 * r.rate) + "%", int(r.n)]
+                        for r in scored.itertuples()],
+            hovertemplate=hover))
+    if halls is not None and len(halls):
+        placed = halls.dropna(subset=["lon", "lat"])
+        has_score = placed["score"].notna() & ~placed["offline"].astype(bool)
+        groups = (
+            (placed[has_score], "服务大厅", dict(color=placed[has_score]["score"].tolist(), cmin=SCORE_MIN,
+                                                cmax=SCORE_MAX, colorscale=SCORE_SCALE, symbol="circle",
+                                                line=dict(width=1, color="#ffffff"))),
+            (placed[placed["score"].isna() & ~placed["offline"].astype(bool)], "暂无评价",
+             dict(color=NO_DATA_COLOR, symbol="circle", line=dict(width=1, color="#7f8c8d"))),
+            (placed[placed["offline"].astype(bool)], "有终端离线",
+             dict(color=OFFLINE_COLOR, symbol="x", line=dict(width=1, color="#000000"))),
+        )
+        for part, name, marker in groups:
+            if not len(part):
+                continue
+            fig.add_trace(go.Scattergeo(
+                lon=part["lon"].tolist(), lat=part["lat"].tolist(), mode="markers", name=name,
+                marker=dict(size=10, **marker),
+                customdata=[[html.escape(str(r.name)), _fmt(r.score), int(r.n),
+                             "有终端离线" if r.offline else "终端在线",
+                             "（位置为近似）" if bool(getattr(r, "approximate", False)) else ""]
+                            for r in part.itertuples()],
+                hovertemplate="%{customdata[0]}%{customdata[4]}<br>得分 %{customdata[1]}，评价数 %{customdata[2]}"
+                              "<br>%{customdata[3]}<extra></extra>"))
+    fig.update_geos(fitbounds="geojson", visible=False, projection_type="mercator")
+    fig.update_layout(
+        title=dict(text=html.escape(title)) if title else None,
+        margin=dict(l=0, r=0, t=30 if title else 0, b=0), height=560, showlegend=False,
+        dragmode=False, paper_bgcolor="rgba(0,0,0,0)",
+        annotations=[dict(text=OSM_ATTRIBUTION, showarrow=False, xref="paper", yref="paper", x=1, y=0,
+                          xanchor="right", yanchor="bottom", font=dict(size=10, color="#555"))])
+    return json.loads(fig.to_json())

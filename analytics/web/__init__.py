@@ -1,0 +1,109 @@
+"""The control center: a Flask app built only by :func:`create_app`.
+
+One blueprint per concern. The core (this package: auth, live map, terminals, audit,
+users, OpenAPI) is always there; the feature blueprints listed in :data:`BLUEPRINTS`
+are imported lazily, and one that is not installed yet is skipped with a warning.
+Each blueprint module exposes ``bp``, optionally ``init_app(app)`` and ``OPENAPI_PATHS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import secrets
+from datetime import timedelta
+
+from flask import Flask, jsonify, render_template, request
+
+log = logging.getLogger(__name__)
+
+# Core blueprints first, then the feature pages (helper D2).
+BLUEPRINTS = [
+    "analytics.web.live",
+    "analytics.web.openapi",
+    "analytics.web.rankings",
+    "analytics.web.drill",
+    "analytics.web.cases",
+    "analytics.web.alerts",
+    "analytics.web.imports",
+]
+
+DEFAULTS = dict(
+    STORE_URL="sqlite:///var/votes.db",
+    CENTER_DB="var/center.db",
+    REGISTRY_PATH=None,                 # None: the shipped Heze sample registry
+    BACKGROUND_WORKERS=True,
+    SESSION_COOKIE_HTTPONLY=True,
+    SESSION_COOKIE_SAMESITE="Lax",
+    SESSION_COOKIE_SECURE=True,         # `manyi serve --insecure-cookies` for plain http on 127.0.0.1
+    SESSION_COOKIE_NAME="manyi_session",
+    PERMANENT_SESSION_LIFETIME=timedelta(hours=10),
+    MAX_CONTENT_LENGTH=20 * 1024 * 1024,
+    CSRF_ENABLED=True,
+    LOGIN_MAX_FAILURES=5,               # per user name within LOGIN_WINDOW_SECONDS
+    LOGIN_MAX_FAILURES_IP=20,           # per client address within LOGIN_WINDOW_SECONDS
+    LOGIN_WINDOW_SECONDS=15 * 60,
+    STREAM_POLL_SECONDS=0.3,            # how often an SSE stream polls store.feed()
+    STREAM_MAX_SECONDS=300.0,           # a stream ends after this; EventSource reconnects with Last-Event-ID
+    SILENT_MINUTES=60,                  # online, hall open, and no vote for this long -> "silent"
+    OFFLINE_MINUTES=10,                 # no status or vote for this long -> treated as offline
+)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the control-center app; ``test_config`` overrides DEFAULTS and MANYI_WEB_* settings."""
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    for key in ("STORE_URL", "CENTER_DB", "REGISTRY_PATH", "SECRET_KEY"):
+        value = os.environ.get(f"MANYI_WEB_{key}")
+        if value:
+            app.config[key] = value
+    if test_config:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        # A random key logs everyone out at restart; `manyi serve` keeps one in a file instead.
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+    app.json.ensure_ascii = False
+
+    from . import auth, context
+    context.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.extensions["manyi_openapi"] = []
+    app.extensions["manyi_nav"] = []
+    for name in BLUEPRINTS:
+        _register(app, name)
+    _error_handlers(app)
+    app.teardown_appcontext(lambda exc: None)
+    return app
+
+
+def _register(app: Flask, name: str) -> None:
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            log.warning("control center: blueprint module %s is not installed; its pages are left out", name)
+            return
+        raise
+    app.register_blueprint(module.bp)
+    if hasattr(module, "init_app"):
+        module.init_app(app)
+    if hasattr(module, "OPENAPI_PATHS"):
+        app.extensions["manyi_openapi"].append(module.OPENAPI_PATHS)
+    app.extensions["manyi_nav"].append(module.bp.name)
+
+
+def _error_handlers(app: Flask) -> None:
+    def handler(code: int, title: str):
+        def handle(exc):
+            description = getattr(exc, "description", "") or title
+            if request.path.startswith("/api/"):
+                return jsonify(error=title, message=description), code
+            return render_template("error.html", code=code, title=title, message=description), code
+        return handle
+
+    for code, title in ((400, "请求无效"), (401, "未登录"), (403, "无权访问"), (404, "页面不存在"),
+                        (405, "方法不允许"), (413, "文件过大"), (429, "请求过多")):
+        app.register_error_handler(code, handler(code, title))

@@ -1,0 +1,475 @@
+"""Access control of the control center: users, roles, county scoping, CSRF, API tokens, audit log.
+
+Users, failed logins, API tokens and the audit log live in the CenterDB (so a lock-out
+holds across worker processes). Passwords are hashed with werkzeug.security; API
+tokens are random and stored only as SHA-256 hashes. Roles:
+
+- ``admin``: everything, including users and the audit log;
+- ``city``: city staff, every county;
+- ``county``: county staff, only its own county (pages, API, actions);
+- ``assessment``: the assessment office, every county, read-mostly.
+
+Every non-GET request from a browser session must carry the session's CSRF token
+(form field ``csrf_token`` or header ``X-CSRF-Token``); requests authenticated with
+``Authorization: Bearer <token>`` carry no cookie and are exempt.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request,
+                   session, url_for)
+from markupsafe import Markup, escape
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from manyi.exc import ManyiError
+
+from .context import get_clock, get_db
+
+ROLES = ("admin", "city", "county", "assessment")
+ROLE_LABELS = {"admin": "系统管理员", "city": "市级人员", "county": "县区人员", "assessment": "考核办"}
+ALL_COUNTY_ROLES = frozenset({"admin", "city", "assessment"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MIN_PASSWORD = 8
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    county_code TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    last_login TEXT
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,          -- 'user' or 'ip'
+    key TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures(kind, key, at);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    token_hash TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    last_used TEXT,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    username TEXT,
+    role TEXT,
+    ip TEXT,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log(at);
+"""
+
+
+class AuthError(ManyiError, ValueError):
+    """A user or token operation was refused (unknown role, bad county, short password, ...)."""
+
+
+@dataclass(frozen=True)
+class User:
+    """A control-center account as the request sees it."""
+
+    id: int
+    username: str
+    role: str
+    county_code: str | None = None
+    disabled: bool = False
+
+    @property
+    def role_label(self) -> str:
+        """The role's name in Chinese."""
+        return ROLE_LABELS.get(self.role, self.role)
+
+    def visible_counties(self) -> set[str] | None:
+        """Counties this user may see: None means all."""
+        return None if self.role in ALL_COUNTY_ROLES else {self.county_code}
+
+
+def _now_text(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def _user(row) -> User:
+    return User(row["id"], row["username"], row["role"], row["county_code"], bool(row["disabled"]))
+
+
+# --- account management (used by the admin pages and the CLI) ------------------------------
+
+def ensure_schema(db) -> None:
+    """Create the auth tables in ``db`` if needed."""
+    db.ensure(SCHEMA)
+
+
+def _validate(role: str, county_code: str | None, registry=None) -> None:
+    if role not in ROLES:
+        raise AuthError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if role == "county" and not county_code:
+        raise AuthError("a county user needs a county code (--county)")
+    if role != "county" and county_code:
+        raise AuthError(f"role {role!r} sees every county; a county code is only for role 'county'")
+    if county_code and registry is not None and county_code not in registry.counties:
+        raise AuthError(f"county {county_code!r} is not in the registry")
+
+
+def create_user(db, username: str, password: str, role: str, county_code: str | None = None, *,
+                registry=None, now: datetime | None = None) -> User:
+    """Add an account; raise AuthError for a bad role/county, a short password or a taken name."""
+    ensure_schema(db)
+    username = (username or "").strip()
+    if not username or len(username) > 64 or any(c.isspace() for c in username):
+        raise AuthError(f"username {username!r} must be 1-64 characters without spaces")
+    _validate(role, county_code or None, registry)
+    if len(password or "") < MIN_PASSWORD:
+        raise AuthError(f"password must have at least {MIN_PASSWORD} characters")
+    if db.query("SELECT 1 FROM users WHERE username = ?", (username,)):
+        raise AuthError(f"user {username!r} already exists")
+    cur = db.execute(
+        "INSERT INTO users (username, password_hash, role, county_code, created_at) VALUES (?, ?, ?, ?, ?)",
+        (username, generate_password_hash(password), role, county_code or None,
+         _now_text(now or datetime.now(timezone.utc))))
+    return User(cur.lastrowid, username, role, county_code or None)
+
+
+def get_user(db, username: str | None = None, user_id: int | None = None) -> User | None:
+    """The account by name or id, or None."""
+    ensure_schema(db)
+    if user_id is not None:
+        rows = db.query("SELECT * FROM users WHERE id = ?", (user_id,))
+    else:
+        rows = db.query("SELECT * FROM users WHERE username = ?", (username,))
+    return _user(rows[0]) if rows else None
+
+
+def list_users(db) -> list[dict]:
+    """Every account with its last login, for the admin page."""
+    ensure_schema(db)
+    return [dict(r) | {"role_label": ROLE_LABELS.get(r["role"], r["role"])}
+            for r in db.query("SELECT id, username, role, county_code, disabled, created_at, last_login "
+                              "FROM users ORDER BY username")]
+
+
+def set_password(db, username: str, password: str) -> None:
+    """Replace a user's password (and end the lock-out of that name)."""
+    if len(password or "") < MIN_PASSWORD:
+        raise AuthError(f"password must have at least {MIN_PASSWORD} characters")
+    if get_user(db, username) is None:
+        raise AuthError(f"no user {username!r}")
+    db.execute("UPDATE users SET password_hash = ? WHERE username = ?", (generate_password_hash(password), username))
+    db.execute("DELETE FROM login_failures WHERE kind = 'user' AND key = ?", (username,))
+
+
+def set_disabled(db, username: str, disabled: bool) -> None:
+    """Disable (or enable again) an account; a disabled account cannot log in or use its tokens."""
+    if get_user(db, username) is None:
+        raise AuthError(f"no user {username!r}")
+    db.execute("UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), username))
+
+
+def create_token(db, username: str, name: str = "", now: datetime | None = None) -> str:
+    """Issue an API token for ``username``; the clear token is returned once and only its hash is kept."""
+    user = get_user(db, username)
+    if user is None:
+        raise AuthError(f"no user {username!r}")
+    token = "mny_" + secrets.token_urlsafe(32)
+    db.execute("INSERT INTO api_tokens (user_id, token_hash, name, created_at) VALUES (?, ?, ?, ?)",
+               (user.id, _token_hash(token), name, _now_text(now or datetime.now(timezone.utc))))
+    return token
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def user_for_token(db, token: str, now: datetime | None = None) -> User | None:
+    """The enabled user a valid, unrevoked token belongs to, or None."""
+    ensure_schema(db)
+    rows = db.query("SELECT t.id AS token_id, u.* FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                    "WHERE t.token_hash = ? AND t.revoked = 0", (_token_hash(token),))
+    if not rows or rows[0]["disabled"]:
+        return None
+    db.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?",
+               (_now_text(now or datetime.now(timezone.utc)), rows[0]["token_id"]))
+    return _user(rows[0])
+
+
+# --- login with rate limiting -------------------------------------------------------------
+
+class LoginLocked(AuthError):
+    """Too many failed logins for this name or address: try again later."""
+
+
+def _failures(db, kind: str, key: str, since: datetime) -> int:
+    return db.query("SELECT COUNT(*) AS n FROM login_failures WHERE kind = ? AND key = ? AND at >= ?",
+                    (kind, key, _now_text(since)))[0]["n"]
+
+
+def authenticate(db, username: str, password: str, ip: str, now: datetime, *, max_user: int = 5,
+                 max_ip: int = 20, window: timedelta = timedelta(minutes=15)) -> User | None:
+    """Check a login; return the user, None for wrong credentials, or raise LoginLocked.
+
+    A name with ``max_user`` failures, or an address with ``max_ip`` failures, within
+    ``window`` is locked until the oldest of them leaves the window; even the right
+    password is refused meanwhile, so guessing gains nothing.
+    """
+    ensure_schema(db)
+    since = now - window
+    if _failures(db, "user", username, since) >= max_user or _failures(db, "ip", ip, since) >= max_ip:
+        raise LoginLocked("too many failed logins; try again in 15 minutes")
+    rows = db.query("SELECT * FROM users WHERE username = ?", (username,))
+    ok = bool(rows) and not rows[0]["disabled"] and check_password_hash(rows[0]["password_hash"], password or "")
+    if not ok:
+        if not rows:
+            # Spend the same time as a real check, so the response time does not reveal names.
+            check_password_hash(_DUMMY_HASH, password or "")
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO login_failures (kind, key, at) VALUES ('user', ?, ?)", (username, _now_text(now)))
+            conn.execute("INSERT INTO login_failures (kind, key, at) VALUES ('ip', ?, ?)", (ip, _now_text(now)))
+            conn.execute("DELETE FROM login_failures WHERE at < ?", (_now_text(now - 4 * window),))
+        return None
+    db.execute("DELETE FROM login_failures WHERE kind = 'user' AND key = ?", (username,))
+    db.execute("UPDATE users SET last_login = ? WHERE id = ?", (_now_text(now), rows[0]["id"]))
+    return _user(rows[0])
+
+
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+# --- audit log -----------------------------------------------------------------------------
+
+def write_audit(db, action: str, detail: dict | None = None, *, username: str | None = None,
+                role: str | None = None, ip: str | None = None, now: datetime | None = None) -> None:
+    """Append one entry to the audit log (outside a request: CLI, background workers)."""
+    ensure_schema(db)
+    db.execute("INSERT INTO audit_log (at, username, role, ip, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
+               (_now_text(now or datetime.now(timezone.utc)), username, role, ip, action,
+                json.dumps(detail or {}, ensure_ascii=False, default=str)))
+
+
+def audit(action: str, detail: dict | None = None) -> None:
+    """Record ``action`` by the current user (or the name being logged in) in the audit log."""
+    user = getattr(g, "user", None)
+    write_audit(get_db(), action, detail, username=user.username if user else (detail or {}).get("username"),
+                role=user.role if user else None, ip=request.remote_addr if request else None,
+                now=get_clock().now())
+
+
+def audit_entries(db, limit: int = 200, action: str | None = None, username: str | None = None) -> list[dict]:
+    """The newest audit entries first, optionally of one action (prefix) or user."""
+    ensure_schema(db)
+    sql, params = "SELECT * FROM audit_log WHERE 1=1", []
+    if action:
+        sql += " AND action LIKE ?"
+        params.append(action.replace("%", "") + "%")
+    if username:
+        sql += " AND username = ?"
+        params.append(username)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(int(limit))
+    return [dict(r) | {"detail": json.loads(r["detail"] or "{}")} for r in db.query(sql, params)]
+
+
+# --- request helpers used by every blueprint ---------------------------------------------
+
+def current_user() -> User | None:
+    """The logged-in user of this request, or None."""
+    return getattr(g, "user", None)
+
+
+def visible_counties() -> set[str] | None:
+    """County codes the current user may see; None means every county."""
+    user = current_user()
+    if user is None:
+        return set()
+    return user.visible_counties()
+
+
+def check_county(code: str | None) -> None:
+    """Abort with 403 when the current user may not see county ``code``."""
+    allowed = visible_counties()
+    if allowed is not None and code not in allowed:
+        abort(403, description="无权查看其他县区的数据")
+
+
+def is_api_request() -> bool:
+    """True for /api/ paths (JSON errors, 401 instead of a redirect)."""
+    return request.path.startswith("/api/")
+
+
+def login_required(view):
+    """Refuse anonymous requests: 401 JSON for the API, a redirect to /login for pages."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_user() is None:
+            if is_api_request():
+                return jsonify(error="unauthorized", message="login or a Bearer token is required"), 401
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def roles_required(*roles: str):
+    """Allow only users with one of ``roles`` (implies login_required)."""
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            user = current_user()
+            if user is not None and user.role not in roles:
+                abort(403, description="当前角色无权访问此页面")
+            return view(*args, **kwargs)
+        return login_required(wrapped)
+    return decorator
+
+
+def csrf_token() -> str:
+    """The session's CSRF token (created on first use)."""
+    if "csrf_token" not in session:
+        session["csrf_token"] = secrets.token_urlsafe(32)
+    return session["csrf_token"]
+
+
+def csrf_field() -> Markup:
+    """A hidden form input with the CSRF token, for templates: ``{{ csrf_field() }}``."""
+    return Markup('<input type="hidden" name="csrf_token" value="%s">') % escape(csrf_token())
+
+
+def _load_user() -> None:
+    g.user = None
+    g.via_token = False
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        g.via_token = True
+        user = user_for_token(get_db(), header[7:].strip(), get_clock().now())
+        if user is None:
+            return _unauthorized_token()
+        g.user = user
+        return None
+    user_id = session.get("user_id")
+    if user_id is not None:
+        user = get_user(get_db(), user_id=user_id)
+        if user is None or user.disabled:
+            session.clear()
+        else:
+            g.user = user
+    return None
+
+
+def _unauthorized_token():
+    return jsonify(error="unauthorized", message="invalid or revoked API token"), 401
+
+
+def _check_csrf():
+    if request.method not in UNSAFE_METHODS or g.via_token or not current_app.config.get("CSRF_ENABLED", True):
+        return None
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    expected = session.get("csrf_token") or ""
+    if not expected or not hmac.compare_digest(sent, expected):
+        if is_api_request():
+            return jsonify(error="csrf", message="missing or wrong CSRF token"), 400
+        abort(400, description="表单已过期或缺少安全令牌（CSRF），请刷新页面后重试")
+    return None
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths are followed after login (no open redirect)."""
+    if not target:
+        return url_for("live.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("live.index")
+    return target
+
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The login form; on success the session is renewed (no fixation) and the login audited."""
+    error = None
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        config = current_app.config
+        try:
+            user = authenticate(get_db(), username, password, request.remote_addr or "?", get_clock().now(),
+                                max_user=config["LOGIN_MAX_FAILURES"], max_ip=config["LOGIN_MAX_FAILURES_IP"],
+                                window=timedelta(seconds=config["LOGIN_WINDOW_SECONDS"]))
+        except LoginLocked:
+            audit("login.locked", {"username": username})
+            error = "登录失败次数过多，账户已暂时锁定，请15分钟后再试"
+            return render_template("login.html", error=error, username=username), 429
+        if user is None:
+            audit("login.failed", {"username": username})
+            error = "用户名或密码错误"
+            return render_template("login.html", error=error, username=username), 401
+        session.clear()
+        session.permanent = True
+        session["user_id"] = user.id
+        csrf_token()
+        g.user = user
+        audit("login", {"username": user.username})
+        return redirect(_safe_next(request.args.get("next")))
+    return render_template("login.html", error=error, username="")
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    """End the session (POST with CSRF, so another site cannot log a user out)."""
+    if current_user() is not None:
+        audit("logout", {})
+    session.clear()
+    flash("已退出登录")
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app) -> None:
+    """Install user loading, CSRF checking, security headers and the template helpers."""
+    app.before_request(_before)
+    app.after_request(_security_headers)
+    app.jinja_env.globals.update(csrf_field=csrf_field, csrf_token=csrf_token, current_user=current_user,
+                                 role_labels=ROLE_LABELS)
+    with app.app_context():
+        ensure_schema(get_db())
+
+
+def _before():
+    if request.endpoint in ("static", "plotly_js"):
+        return None
+    response = _load_user()
+    if response is not None:
+        return response
+    return _check_csrf()
+
+
+def _security_headers(response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    # Everything comes from this server: no CDN, no tiles, no inline scripts.
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'")
+    if current_user() is not None and response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

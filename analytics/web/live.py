@@ -1,0 +1,428 @@
+"""Live map, vote feed and stream, terminals, audit log and user administration.
+
+Live-update design: the collector (another process) writes votes to the store; every
+open page holds one Server-Sent-Events stream (/api/v1/stream) whose generator polls
+``store.feed(after=cursor)`` every STREAM_POLL_SECONDS and sends each new vote the
+user may see as an event whose id is the feed cursor. A stream ends after
+STREAM_MAX_SECONDS (freeing its server thread); the browser's EventSource reconnects
+by itself with ``Last-Event-ID`` and resumes exactly after the last vote it got.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request,
+                   send_file, stream_with_context, url_for)
+
+from manyi.periods import Quarter, day_bounds, to_local, week_bounds
+from manyi.protocol import BASIC, RATING_LABELS, RATINGS, SATISFIED, UNSATISFIED
+
+from . import auth
+from .auth import audit, check_county, current_user, login_required, roles_required, visible_counties
+from .context import county_of, get_clock, get_db, get_registry, get_store, resources
+
+bp = Blueprint("live", __name__)
+
+PERIODS = {"today": "今日", "week": "本周", "quarter": "本季度"}
+W_S, W_B, W_U = 100.0, 60.0, 0.0     # the Heze model's default weights (analytics.model.Params)
+EMPTY_TOPOJSON = {"type": "Topology", "objects": {}, "arcs": []}
+
+
+# --- assets served by the app (no CDN) -------------------------------------------------
+
+def plotly_js_path() -> Path:
+    """plotly.min.js as shipped inside the installed plotly package."""
+    import plotly
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+@bp.route("/assets/plotly.min.js")
+def plotly_js():
+    """plotly.js from the plotly package, so the map works with no internet."""
+    return send_file(plotly_js_path(), mimetype="text/javascript", max_age=86400)
+
+
+@bp.route("/assets/topojson/<name>.json")
+def topojson(name: str):
+    """An empty base map for plotly's geo subplot: the counties' own polygons are the map."""
+    return jsonify(EMPTY_TOPOJSON)
+
+
+# --- data helpers ------------------------------------------------------------------------
+
+def period_bounds(period: str, now):
+    """[start, end) of today, this week or this quarter in China time."""
+    day = to_local(now).date()
+    if period == "today":
+        return day_bounds(day)
+    if period == "week":
+        return week_bounds(day)
+    if period == "quarter":
+        quarter = Quarter.containing(now)
+        return quarter.start, quarter.end
+    abort(400, description=f"period must be one of {', '.join(PERIODS)}")
+
+
+def counts_frame(rows) -> pd.DataFrame:
+    """Count rows as a data frame: device, rating, count, excluded."""
+    frame = pd.DataFrame([(r.device, r.rating, r.count, r.excluded) for r in rows],
+                         columns=["device", "rating", "count", "excluded"])
+    return frame
+
+
+def _locations(registry, devices) -> pd.DataFrame:
+    rows = []
+    for device in devices:
+        location = registry.current_location(device)
+        if location is not None:
+            rows.append((device, location.county_code, location.hall_id))
+    return pd.DataFrame(rows, columns=["device", "county_code", "hall_id"])
+
+
+def _scores(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Per ``key``: S, B, U, n, score (weighted mean, 0–100) and rate ((S+B)/n)."""
+    if frame.empty:
+        return pd.DataFrame(columns=[key, SATISFIED, BASIC, UNSATISFIED, "n", "score", "rate"])
+    table = frame.pivot_table(index=key, columns="rating", values="count", aggfunc="sum", fill_value=0)
+    table = table.reindex(columns=list(RATINGS), fill_value=0)
+    table["n"] = table[list(RATINGS)].sum(axis=1)
+    n = table["n"].where(table["n"] > 0)
+    table["score"] = (W_S * table[SATISFIED] + W_B * table[BASIC] + W_U * table[UNSATISFIED]) / n
+    table["rate"] = (table[SATISFIED] + table[BASIC]) / n
+    return table.reset_index()
+
+
+def map_data(store, registry, start, end, visible: set[str] | None, offline_devices: set[str]):
+    """County and hall figures for [start, end): two data frames for the map and its table."""
+    frame = counts_frame(store.counts(start, end, bucket="day"))
+    located = frame.merge(_locations(registry, frame["device"].unique()), on="device", how="inner")
+    counties = pd.DataFrame([(c.code, c.name, c.kind) for c in registry.counties.values()],
+                            columns=["code", "name", "kind"])
+    if visible is not None:
+        counties = counties[counties["code"].isin(visible)]
+        located = located[located["county_code"].isin(visible)]
+    counties = counties.merge(_scores(located, "county_code").rename(columns={"county_code": "code"}),
+                              on="code", how="left")
+    counties["n"] = counties["n"].fillna(0).astype(int)
+    for rating in RATINGS:
+        counties[rating] = counties[rating].fillna(0).astype(int)
+    townships = registry.townships
+    hall_rows = []
+    offline_halls = {registry.current_location(d).hall_id for d in offline_devices
+                     if registry.current_location(d) is not None}
+    for hall in registry.halls.values():
+        county_code = hall.county_code or (townships[hall.township_code].county_code
+                                           if hall.township_code in townships else None)
+        if visible is not None and county_code not in visible:
+            continue
+        hall_rows.append((hall.id, hall.name, county_code, hall.lon, hall.lat, bool(hall.approximate),
+                          hall.id in offline_halls))
+    halls = pd.DataFrame(hall_rows, columns=["id", "name", "county_code", "lon", "lat", "approximate", "offline"])
+    halls = halls.merge(_scores(located, "hall_id").rename(columns={"hall_id": "id"}), on="id", how="left")
+    halls["n"] = halls["n"].fillna(0).astype(int)
+    return counties.sort_values("code").reset_index(drop=True), halls
+
+
+def _geojson() -> dict:
+    res = resources()
+    if getattr(res, "geojson", None) is None:
+        path = current_app.config.get("COUNTIES_GEOJSON")
+        if not path:
+            from manyi.registry import COUNTIES_GEOJSON
+            path = COUNTIES_GEOJSON
+        res.geojson = json.loads(Path(path).read_text(encoding="utf-8"))
+    return json.loads(json.dumps(res.geojson))      # a copy: chart builders may annotate it
+
+
+def _params():
+    from analytics.inspect import InspectParams
+    config = current_app.config
+    return InspectParams(silent_minutes=float(config["SILENT_MINUTES"]), offline_minutes=float(config["OFFLINE_MINUTES"]))
+
+
+def _offline_devices(store, now) -> set[str]:
+    from analytics.inspect import is_online
+    params = _params()
+    return {s.device for s in store.terminals() if not is_online(s, now, params)}
+
+
+def _none_if_nan(value):
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: _none_if_nan(v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+def feed_item(item, registry) -> dict:
+    """A feed item with its place and labels, as the ticker shows it."""
+    location = registry.current_location(item.device)
+    county = registry.counties.get(location.county_code) if location else None
+    hall = registry.halls.get(location.hall_id) if location else None
+    window = registry.windows.get(location.window_id) if location else None
+    return {
+        "cursor": item.cursor, "device": item.device, "seq": item.seq, "rating": item.rating,
+        "rating_label": RATING_LABELS.get(item.rating, item.rating),
+        "time": to_local(item.time).isoformat(timespec="seconds"),
+        "received_at": to_local(item.received_at).isoformat(timespec="seconds"),
+        "county_code": location.county_code if location else None,
+        "county_name": county.name if county else None,
+        "hall_name": hall.name if hall else None,
+        "window_name": window.name if window else None,
+        "flags": sorted(item.flags),
+    }
+
+
+def _visible_item(item, visible: set[str] | None) -> bool:
+    return visible is None or county_of(item.device) in visible
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+@bp.route("/")
+@login_required
+def index():
+    """The live map page."""
+    period = request.args.get("period", "today")
+    if period not in PERIODS:
+        period = "today"
+    return render_template("live.html", period=period, periods=PERIODS)
+
+
+@bp.route("/terminals")
+@login_required
+def terminals():
+    """Terminal health and inspection flags."""
+    data = terminals_data()
+    problem_only = request.args.get("problems") == "1"
+    rows = [r for r in data["terminals"] if not problem_only or _has_problem(r)]
+    return render_template("terminals.html", rows=rows, summary=data["summary"], problem_only=problem_only,
+                           params=data["params"])
+
+
+def _has_problem(row: dict) -> bool:
+    return (not row["online"]) or row["silent"] or bool(row["gaps"]) or bool(row["findings"]) or row["clock_ok"] is False
+
+
+@bp.route("/audit")
+@roles_required("admin")
+def audit_page():
+    """The audit log (administrators)."""
+    entries = auth.audit_entries(get_db(), limit=int(request.args.get("limit", 300)),
+                                 action=request.args.get("action") or None, username=request.args.get("user") or None)
+    return render_template("audit.html", entries=entries, action=request.args.get("action", ""),
+                           user=request.args.get("user", ""))
+
+
+@bp.route("/admin/users", methods=["GET", "POST"])
+@roles_required("admin")
+def users():
+    """List and add accounts."""
+    db, registry = get_db(), get_registry()
+    if request.method == "POST":
+        form = request.form
+        try:
+            auth.create_user(db, form.get("username", ""), form.get("password", ""), form.get("role", ""),
+                             form.get("county_code") or None, registry=registry, now=get_clock().now())
+        except auth.AuthError as exc:
+            flash(f"未能添加用户：{exc}", "error")
+            return render_template("admin_users.html", users=auth.list_users(db), counties=registry.counties,
+                                   roles=auth.ROLES, form=form), 400
+        audit("user.add", {"username": form.get("username"), "role": form.get("role"),
+                           "county_code": form.get("county_code") or None})
+        flash(f"已添加用户 {form.get('username')}")
+        return redirect(url_for("live.users"))
+    return render_template("admin_users.html", users=auth.list_users(db), counties=registry.counties,
+                           roles=auth.ROLES, form={})
+
+
+@bp.route("/admin/users/<username>/<action>", methods=["POST"])
+@roles_required("admin")
+def user_action(username: str, action: str):
+    """Disable, enable, reset the password of, or issue an API token for an account."""
+    db = get_db()
+    token = None
+    try:
+        if action == "disable":
+            if username == current_user().username:
+                raise auth.AuthError("不能停用自己的账户")
+            auth.set_disabled(db, username, True)
+        elif action == "enable":
+            auth.set_disabled(db, username, False)
+        elif action == "password":
+            auth.set_password(db, username, request.form.get("password", ""))
+        elif action == "token":
+            token = auth.create_token(db, username, request.form.get("name", ""), now=get_clock().now())
+        else:
+            abort(404)
+    except auth.AuthError as exc:
+        flash(f"操作失败：{exc}", "error")
+        return redirect(url_for("live.users"))
+    audit(f"user.{action}", {"username": username})
+    if token:
+        flash(f"用户 {username} 的API令牌（只显示这一次）：{token}")
+    else:
+        flash(f"已完成：{username} {action}")
+    return redirect(url_for("live.users"))
+
+
+# --- API -----------------------------------------------------------------------------------
+
+@bp.route("/api/v1/map")
+@login_required
+def api_map():
+    """County and hall figures for a period, with the ready-to-draw plotly figure."""
+    from analytics.charts import county_map
+    period = request.args.get("period", "today")
+    now = get_clock().now()
+    start, end = period_bounds(period, now)
+    store, registry = get_store(), get_registry()
+    counties, halls = map_data(store, registry, start, end, visible_counties(), _offline_devices(store, now))
+    figure = county_map(counties, _geojson(), halls) if request.args.get("figure", "1") != "0" else None
+    return jsonify(period=period, period_label=PERIODS[period], start=start.isoformat(), end=end.isoformat(),
+                   generated_at=to_local(now).isoformat(timespec="seconds"),
+                   counties=_records(counties), halls=_records(halls), figure=figure)
+
+
+@bp.route("/api/v1/feed")
+@login_required
+def api_feed():
+    """Recent votes (oldest first) after an optional cursor, limited to the user's counties."""
+    try:
+        limit = max(1, min(int(request.args.get("limit", 50)), 500))
+    except ValueError:
+        abort(400, description="limit must be an integer")
+    visible, registry = visible_counties(), get_registry()
+    after = request.args.get("after") or None
+    items = get_store().feed(after=after, limit=limit if visible is None else 500)
+    shown = [feed_item(i, registry) for i in items if _visible_item(i, visible)]
+    if after is None:
+        shown = shown[-limit:]
+    cursor = items[-1].cursor if items else after
+    return jsonify(items=shown, cursor=cursor)
+
+
+@bp.route("/api/v1/stream")
+@login_required
+def api_stream():
+    """Server-Sent Events: one ``vote`` event per new vote (id = feed cursor), keep-alive comments."""
+    store, registry, visible = get_store(), get_registry(), visible_counties()
+    app = current_app._get_current_object()
+    poll = float(app.config["STREAM_POLL_SECONDS"])
+    max_seconds = float(app.config["STREAM_MAX_SECONDS"])
+    cursor = request.headers.get("Last-Event-ID") or request.args.get("after") or None
+    if cursor is None:
+        latest = store.feed(after=None, limit=1)
+        cursor = latest[-1].cursor if latest else None
+
+    def events():
+        nonlocal cursor
+        yield "retry: 2000\n\n"
+        started = last_sent = time.monotonic()
+        with app.app_context():
+            while time.monotonic() - started < max_seconds:
+                items = store.feed(after=cursor, limit=200)
+                for item in items:
+                    cursor = item.cursor
+                    if _visible_item(item, visible):
+                        data = json.dumps(feed_item(item, registry), ensure_ascii=False)
+                        yield f"id: {cursor}\nevent: vote\ndata: {data}\n\n"
+                        last_sent = time.monotonic()
+                if items and not _visible_item(items[-1], visible):
+                    # Move the client's Last-Event-ID past votes it may not see, so a reconnect resumes here.
+                    yield f"id: {cursor}\n\n"
+                if time.monotonic() - last_sent > 15:
+                    yield ": keep-alive\n\n"
+                    last_sent = time.monotonic()
+                if len(items) < 200:
+                    time.sleep(poll)
+
+    response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def terminals_data() -> dict:
+    """Rows of every terminal the user may see, with inspection findings, and a summary."""
+    from analytics.inspect import find_bursts, find_count_patterns, terminal_rows
+    store, registry, now = get_store(), get_registry(), get_clock().now()
+    visible, params = visible_counties(), _params()
+    statuses = store.terminals()
+    rows = terminal_rows(statuses, store.gaps(), registry, now, params, devices=registry.devices())
+    if visible is not None:
+        rows = [r for r in rows if r["county_code"] in visible]
+    devices = {r["device"] for r in rows}
+    findings = find_count_patterns(store.counts(now - timedelta(days=14), now, bucket="day", devices=devices), params)
+    findings += find_bursts(store.votes(now - timedelta(days=1), now, devices=devices), params)
+    by_device: dict[str, list] = {}
+    for finding in findings:
+        by_device.setdefault(finding.device, []).append(finding.to_dict())
+    for row in rows:
+        row["findings"] = by_device.get(row["device"], [])
+    summary = {
+        "total": len(rows),
+        "online": sum(r["online"] for r in rows),
+        "offline": sum(r["known"] and not r["online"] for r in rows),
+        "never_seen": sum(not r["known"] for r in rows),
+        "silent": sum(r["silent"] for r in rows),
+        "with_gaps": sum(bool(r["gaps"]) for r in rows),
+        "flagged": sum(bool(r["findings"]) for r in rows),
+    }
+    return {"generated_at": to_local(now).isoformat(timespec="seconds"), "summary": summary, "terminals": rows,
+            "params": {"silent_minutes": params.silent_minutes, "offline_minutes": params.offline_minutes}}
+
+
+@bp.route("/api/v1/terminals")
+@login_required
+def api_terminals():
+    """Terminal health and inspection flags as JSON."""
+    county = request.args.get("county")
+    data = terminals_data()
+    if county:
+        check_county(county)
+        data["terminals"] = [r for r in data["terminals"] if r["county_code"] == county]
+    return jsonify(data)
+
+
+@bp.route("/api/v1/audit")
+@roles_required("admin")
+def api_audit():
+    """The newest audit entries (administrators)."""
+    return jsonify(entries=auth.audit_entries(get_db(), limit=int(request.args.get("limit", 200)),
+                                              action=request.args.get("action") or None,
+                                              username=request.args.get("user") or None))
+
+
+@bp.route("/api/v1/me")
+@login_required
+def api_me():
+    """Who the request is authenticated as, and what it may see."""
+    user = current_user()
+    visible = visible_counties()
+    return jsonify(username=user.username, role=user.role, county_code=user.county_code,
+                   visible_counties=None if visible is None else sorted(visible))
+
+
+OPENAPI_PATHS = {}   # filled in by analytics.web.openapi (the core describes its own endpoints there)
+
+
+def init_app(app) -> None:
+    """Template helpers shared by every page."""
+    app.jinja_env.globals.update(rating_labels=RATING_LABELS, periods=PERIODS)
+
+    @app.context_processor
+    def nav():
+        rules = {rule.rule for rule in app.url_map.iter_rules()}
+        items = [("/", "实时地图"), ("/rankings", "排名"), ("/drill", "逐级查看"), ("/cases", "不满意督办"),
+                 ("/terminals", "终端状态"), ("/alerts", "预警"), ("/imports", "导入与报表")]
+        user = current_user()
+        if user is not None and user.role == "admin":
+            items += [("/audit", "审计日志"), ("/admin/users", "用户管理")]
+        return {"nav_items": [(path, label) for path, label in items if path in rules]}

@@ -1,0 +1,132 @@
+/* Live map page: draws the county map, keeps the vote ticker current through Server-Sent Events,
+   signals unsatisfied votes, and redraws the map a few seconds after new votes. */
+(function () {
+  "use strict";
+  var root = document.getElementById("live");
+  if (!root) { return; }
+  var el = window.manyi.el, shortTime = window.manyi.shortTime;
+  var period = root.getAttribute("data-period") || "today";
+  var mapDiv = document.getElementById("map");
+  var ticker = document.getElementById("ticker");
+  var banner = document.getElementById("alert-banner");
+  var streamState = document.getElementById("stream-state");
+  var mapStatus = document.getElementById("map-status");
+  var MAX_ITEMS = 60, REDRAW_DELAY = 4000;
+  var cursor = null, redrawTimer = null, drawn = false, source = null;
+
+  function fmtPct(x) { return x === null || x === undefined ? "—" : (100 * x).toFixed(1) + "%"; }
+  function fmtNum(x) { return x === null || x === undefined ? "—" : Number(x).toFixed(1); }
+
+  function fillTable(counties) {
+    var body = document.querySelector("#county-table tbody");
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    counties.forEach(function (c) {
+      var tr = el("tr");
+      var link = el("a", null, c.name);
+      link.href = "/drill/county/" + encodeURIComponent(c.code);
+      var td = el("td"); td.appendChild(link); tr.appendChild(td);
+      [c.n, c.satisfied, c.basic, c.unsatisfied, fmtPct(c.rate), fmtNum(c.score)].forEach(function (v) {
+        tr.appendChild(el("td", null, v));
+      });
+      body.appendChild(tr);
+    });
+  }
+
+  function drawMap() {
+    mapStatus.textContent = "加载中…";
+    return fetch("/api/v1/map?period=" + encodeURIComponent(period), { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+      .then(function (data) {
+        var config = { displaylogo: false, responsive: true, topojsonURL: "/assets/topojson/",
+                       modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+        var fig = data.figure;
+        var p = drawn ? Plotly.react(mapDiv, fig.data, fig.layout, config)
+                      : Plotly.newPlot(mapDiv, fig.data, fig.layout, config);
+        return p.then(function () {
+          if (!drawn) {
+            mapDiv.on("plotly_click", function (ev) {
+              var pt = ev.points && ev.points[0];
+              if (pt && pt.location) { window.location.href = "/drill/county/" + encodeURIComponent(pt.location); }
+            });
+          }
+          drawn = true;
+          fillTable(data.counties);
+          mapStatus.textContent = data.period_label + " · 更新于 " + shortTime(data.generated_at);
+          mapDiv.setAttribute("data-drawn", "1");
+        });
+      })
+      .catch(function (err) { mapStatus.textContent = "地图加载失败：" + err.message; });
+  }
+
+  function scheduleRedraw() {
+    if (redrawTimer) { return; }
+    redrawTimer = setTimeout(function () { redrawTimer = null; drawMap(); }, REDRAW_DELAY);
+  }
+
+  function beep() {
+    try {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) { return; }
+      var ctx = new Ctx(), osc = ctx.createOscillator(), gain = ctx.createGain();
+      osc.frequency.value = 880; gain.gain.value = 0.05;
+      osc.connect(gain); gain.connect(ctx.destination);
+      osc.start(); osc.stop(ctx.currentTime + 0.25);
+    } catch (e) { /* sound is optional */ }
+  }
+
+  function addItem(item, live) {
+    var li = el("li", "vote " + item.rating);
+    li.setAttribute("data-device", item.device);
+    li.setAttribute("data-seq", item.seq);
+    li.appendChild(el("span", "time", shortTime(item.time)));
+    li.appendChild(el("span", "rating", item.rating_label));
+    var place = [item.county_name, item.hall_name, item.window_name].filter(Boolean).join(" · ") || item.device;
+    li.appendChild(el("span", "place", place));
+    ticker.insertBefore(li, ticker.firstChild);
+    while (ticker.children.length > MAX_ITEMS) { ticker.removeChild(ticker.lastChild); }
+    if (live && item.rating === "unsatisfied") {
+      li.classList.add("flash");
+      banner.textContent = "不满意评价：" + place + "（" + shortTime(item.time) + "）";
+      banner.hidden = false;
+      banner.classList.remove("flash"); void banner.offsetWidth; banner.classList.add("flash");
+      beep();
+    }
+  }
+
+  function connect() {
+    var url = "/api/v1/stream" + (cursor ? "?after=" + encodeURIComponent(cursor) : "");
+    source = new EventSource(url);
+    source.addEventListener("open", function () { streamState.textContent = "实时"; streamState.className = "badge green"; });
+    source.addEventListener("error", function () { streamState.textContent = "重连中"; streamState.className = "badge orange"; });
+    source.addEventListener("vote", function (ev) {
+      var item = JSON.parse(ev.data);
+      cursor = item.cursor;
+      addItem(item, true);
+      scheduleRedraw();
+    });
+  }
+
+  function loadFeed() {
+    return fetch("/api/v1/feed?limit=30", { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (data) {
+        data.items.forEach(function (item) { addItem(item, false); });
+        cursor = data.cursor;
+      });
+  }
+
+  Array.prototype.forEach.call(document.querySelectorAll("button.period"), function (btn) {
+    btn.addEventListener("click", function () {
+      period = btn.getAttribute("data-period");
+      Array.prototype.forEach.call(document.querySelectorAll("button.period"), function (b) {
+        b.classList.toggle("active", b === btn);
+      });
+      history.replaceState(null, "", "/?period=" + encodeURIComponent(period));
+      drawMap();
+    });
+  });
+
+  drawMap();
+  loadFeed().then(connect, connect);
+  window.addEventListener("beforeunload", function () { if (source) { source.close(); } });
+})();

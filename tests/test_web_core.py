@@ -1,0 +1,99 @@
+"""Core of the control center: app factory, blueprints, assets, OpenAPI, error pages."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from analytics.web import BLUEPRINTS, create_app
+
+
+def test_create_app_registers_core_and_skips_missing_blueprints(tmp_path, caplog, heze):
+    caplog.set_level(logging.WARNING, logger="analytics.web")
+    app = create_app({"TESTING": True, "CENTER_DB": str(tmp_path / "c.db"), "REGISTRY": heze,
+                      "STORE_URL": f"sqlite:///{tmp_path / 'v.db'}"})
+    rules = {r.rule for r in app.url_map.iter_rules()}
+    assert {"/", "/login", "/logout", "/terminals", "/audit", "/admin/users", "/api/v1/map", "/api/v1/feed",
+            "/api/v1/stream", "/api/v1/terminals", "/api/v1/openapi.json"} <= rules
+    assert "analytics.web.rankings" in BLUEPRINTS
+    import importlib.util
+    missing = [name for name in BLUEPRINTS if importlib.util.find_spec(name) is None]
+    for name in missing:
+        assert name in caplog.text
+
+
+def test_index_redirects_anonymous_to_login(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_api_refuses_anonymous_with_401_json(client):
+    for path in ("/api/v1/map", "/api/v1/feed", "/api/v1/terminals", "/api/v1/stream", "/api/v1/me"):
+        response = client.get(path)
+        assert response.status_code == 401, path
+        assert response.json["error"] == "unauthorized"
+
+
+def test_plotly_is_served_by_the_app(client):
+    response = client.get("/assets/plotly.min.js")
+    assert response.status_code == 200
+    assert response.mimetype == "text/javascript"
+    assert b"plotly.js v" in response.data[:200]
+    response.close()
+
+
+def test_empty_topojson_for_the_geo_base_map(client):
+    response = client.get("/assets/topojson/world_110m.json")
+    assert response.json == {"type": "Topology", "objects": {}, "arcs": []}
+
+
+def test_static_assets_and_security_headers(client):
+    for name in ("app.css", "app.js", "live.js"):
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200
+        response.close()
+    response = client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_pages_reference_no_outside_host(client, auth):
+    auth.login("admin")
+    for path in ("/", "/terminals", "/audit", "/admin/users", "/login"):
+        page = client.get(path).get_data(as_text=True)
+        assert "http://" not in page and "https://" not in page and "//cdn" not in page, path
+
+
+def test_openapi_document_lists_core_paths_and_bearer_auth(client):
+    doc = client.get("/api/v1/openapi.json").json
+    assert doc["openapi"].startswith("3.")
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "description": "API token from `manyi token add`"}
+    for path in ("/api/v1/map", "/api/v1/feed", "/api/v1/stream", "/api/v1/terminals", "/api/v1/me", "/api/v1/audit"):
+        assert path in doc["paths"]
+
+
+def test_openapi_merges_blueprint_paths(app, client):
+    app.extensions["manyi_openapi"].append({"/api/v1/extra": {"get": {"summary": "x", "responses": {}}}})
+    assert "/api/v1/extra" in client.get("/api/v1/openapi.json").json["paths"]
+
+
+def test_every_api_route_is_documented(app, client):
+    doc = client.get("/api/v1/openapi.json").json
+    api_rules = {r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/")}
+    documented = {p.replace("{", "<").replace("}", ">") for p in doc["paths"]}
+    undocumented = {rule for rule in api_rules if rule != "/api/v1/openapi.json"
+                    and re.sub(r"<(?:\w+:)?(\w+)>", r"<\1>", rule) not in documented}
+    assert not undocumented
+
+
+def test_unknown_page_is_a_chinese_404(client, auth):
+    auth.login("city")
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert "页面不存在" in response.get_data(as_text=True)
+    assert client.get("/api/v1/no-such").json["error"] == "页面不存在"
+
