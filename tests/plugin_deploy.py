@@ -77,8 +77,8 @@ def deploy_broker(tmp_path_factory):
     passwords = dict(SERVICE_PASSWORDS)
     for device in TERMINALS:
         config = tomllib.loads((out / f"{device}.toml").read_text())
-        assert config["password"] not in result.stdout + result.stderr, "add-terminal.sh printed a password"
-        passwords[device] = config["password"]
+        assert config["terminal"]["password"] not in result.stdout + result.stderr, "add-terminal.sh printed a password"
+        passwords[device] = config["terminal"]["password"]
     tls_port, plain_port = free_port(), free_port()
     conf = root / "mosquitto.conf"
     conf.write_text(rewrite_config((DEPLOY / "mosquitto/manyi.conf").read_text(), root, tls_port, plain_port))

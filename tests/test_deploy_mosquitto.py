@@ -148,6 +148,8 @@ def test_collector_session_keeps_votes_while_it_is_away(deploy_broker, mqtt_clie
         assert back.connected.wait(5) and back.connack == 0
         got = back.wait_messages(20)
         assert sorted(m.payload for m in got) == sorted(vote(T1, s) for s in range(2000, 2020))
+        back.client.unsubscribe(VOTES_SHARED_SUBSCRIPTION)  # leave the shared group to the later tests
+        time.sleep(0.2)
     finally:
         back.close()
 
@@ -165,3 +167,46 @@ def test_add_terminal_rotates_and_removes_credentials(tmp_path):
     assert [line.split(":")[0] for line in passwd.read_text().splitlines()] == [T1]
     bad = subprocess.run(["bash", script, "-f", str(passwd), "-o", str(out), "Bad+Name"], capture_output=True, text=True)
     assert bad.returncode != 0 and "not a valid device id" in bad.stderr
+
+
+def test_real_collector_stores_every_vote_through_the_deploy_broker(deploy_broker, mqtt_clients, tmp_path):
+    """`manyi collector` with its production account over TLS stores every terminal's votes; forged ones never."""
+    import os
+    import sys
+
+    from collector.stores import open_store
+
+    db = tmp_path / "votes.db"
+    env = dict(os.environ, MANYI_COLLECTOR_PASSWORD=deploy_broker.passwords["manyi-collector"])
+    log = tmp_path / "collector.log"
+    proc = subprocess.Popen([sys.executable, "-m", "manyi", "-v", "collector", "--broker", f"localhost:{deploy_broker.tls_port}",
+                             "--tls-ca", str(deploy_broker.ca), "--username", "manyi-collector",
+                             "--client-id", "collector-deploy-test", "--store", f"sqlite:///{db}"],
+                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while "connected to" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "connected to" in log.read_text(), log.read_text()
+        time.sleep(0.5)  # the SUBACK follows the CONNACK
+        terminals = [terminal(deploy_broker, mqtt_clients, device) for device in TERMINALS]
+        t1 = terminals[0]
+        assert t1.publish(vote_topic(T2), vote(T2, 31337)).value == NOT_AUTHORIZED
+        for seq in range(1, 41):
+            for client, device in zip(terminals, TERMINALS):
+                assert not client.publish(vote_topic(device), vote(device, seq)).is_failure
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if db.exists():
+                with open_store(f"sqlite:///{db}") as store:
+                    if store.stats()["votes"] >= 120:
+                        break
+            time.sleep(0.2)
+        with open_store(f"sqlite:///{db}") as store:
+            stats = store.stats()
+            assert stats["votes"] == 120, (stats, proc.poll())
+            assert {t.device: t.max_seq for t in store.terminals() if t.max_seq} == {d: 40 for d in TERMINALS}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert proc.returncode == 0, log.read_text()[-2000:]

@@ -48,6 +48,9 @@ passwd = Path(os.environ["MANYI_PASSWD_FILE"])
 out_dir = Path(os.environ["MANYI_OUT_DIR"])
 remove = os.environ["MANYI_REMOVE"] == "1"
 devices = sys.argv[1:]
+host, _, port = os.environ["MANYI_BROKER"].rpartition(":")
+if not remove and (not host or not port.isdigit()):
+    sys.exit(f"add-terminal: broker {os.environ['MANYI_BROKER']!r} must be HOST:PORT")
 for device in devices:
     if not DEVICE_RE.match(device):
         sys.exit(f"add-terminal: {device!r} is not a valid device id (lowercase letters, digits, '-', 3-64 chars)")
@@ -78,15 +81,19 @@ for device in devices:
     config = out_dir / f"{device}.toml"
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
+        host, _, port = os.environ["MANYI_BROKER"].rpartition(":")
         handle.write(
             "# manyi terminal config: install as /etc/manyi/terminal.toml (mode 600, owner manyi).\n"
             "# Written by deploy/mosquitto/add-terminal.sh; contains this terminal's MQTT password.\n"
+            "# Settings: device/config.py (TerminalSettings); MANYI_TERMINAL_* variables override them.\n"
+            "[terminal]\n"
             f'device_id = "{device}"\n'
-            f'broker = "{os.environ["MANYI_BROKER"]}"\n'
+            f'broker_host = "{host}"\n'
+            f"broker_port = {int(port)}\n"
+            f'tls_ca = "{os.environ["MANYI_CA"]}"\n'
             f'username = "{device}"\n'
             f'password = "{password}"\n'
-            f'tls_ca = "{os.environ["MANYI_CA"]}"\n'
-            'outbox_dir = "/var/lib/manyi/outbox"\n'
+            'outbox_path = "/var/lib/manyi/outbox.db"\n'
         )
     print(f"{device}: credentials in {passwd}, terminal config written to {config}")
 
