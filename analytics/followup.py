@@ -37,7 +37,7 @@ HOLIDAY, WORKDAY = "holiday", "workday"
 DEFAULT_SETTINGS = {
     "deadline_days": 3,        # working days to close a case
     "group_minutes": 30,       # unsatisfied votes at one window this close together share a case
-    "backfill_days": 7,        # first sync: look this far back for unsatisfied votes
+    "backfill_days": 30,       # first sync: look this far back for unsatisfied votes
 }
 
 SCHEMA = """
