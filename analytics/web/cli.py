@@ -1,0 +1,170 @@
+"""``manyi serve``, ``manyi user`` and ``manyi token``: run the control center and manage its accounts.
+
+Only the standard library is imported at module level (the ``manyi`` command must start
+on a terminal without Flask); the handlers import the web app when they run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORE = "sqlite:///var/votes.db"
+DEFAULT_DB = "var/center.db"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def register(subparsers) -> None:
+    """Add the serve, user and token sub-commands."""
+    serve = subparsers.add_parser("serve", help="run the control center web app (waitress)")
+    _common(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--threads", type=int, default=32,
+                       help="server threads; each open live page holds one for its event stream (default 32)")
+    serve.add_argument("--secret-file", default=None,
+                       help="file with the session signing key, created if missing (default: next to --db)")
+    serve.add_argument("--cookie-secure", choices=("auto", "yes", "no"), default="auto",
+                       help="send the session cookie only over HTTPS; auto = yes unless listening on loopback")
+    serve.add_argument("--no-workers", action="store_true", help="do not start background workers (cases, alerts)")
+    serve.set_defaults(func=cmd_serve)
+
+    user = subparsers.add_parser("user", help="control-center accounts")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_sub.add_parser("add", help="create an account")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=("admin", "city", "county", "assessment"))
+    add.add_argument("--county", default=None, help="county code (role county only), e.g. 371702")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    add.add_argument("--registry", default=None, help="registry directory to check the county against")
+    add.set_defaults(func=cmd_user_add)
+    lst = user_sub.add_parser("list", help="list accounts")
+    lst.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    lst.set_defaults(func=cmd_user_list)
+
+    token = subparsers.add_parser("token", help="API tokens")
+    token_sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    tadd = token_sub.add_parser("add", help="issue an API token for a user (printed once)")
+    tadd.add_argument("username")
+    tadd.add_argument("--name", default="", help="what the token is for")
+    tadd.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    tadd.set_defaults(func=cmd_token_add)
+
+
+def _common(parser) -> None:
+    parser.add_argument("--store", default=None, help=f"vote store URL (default $MANYI_STORE or {DEFAULT_STORE})")
+    parser.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    parser.add_argument("--registry", default=None, help="registry directory (default: the Heze sample)")
+
+
+def _db_path(args) -> str:
+    return args.db or os.environ.get("MANYI_DB") or DEFAULT_DB
+
+
+def secret_key(path: Path) -> str:
+    """The session signing key kept in ``path`` (mode 600), created on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def build_config(args) -> dict:
+    """The create_app config of ``manyi serve`` from its arguments."""
+    db = _db_path(args)
+    secure = args.cookie_secure == "yes" or (args.cookie_secure == "auto" and args.host not in LOOPBACK)
+    secret_file = Path(args.secret_file) if args.secret_file else Path(db).parent / "web-secret.key"
+    return {
+        "STORE_URL": args.store or os.environ.get("MANYI_STORE") or DEFAULT_STORE,
+        "CENTER_DB": db,
+        "REGISTRY_PATH": args.registry,
+        "SECRET_KEY": secret_key(secret_file),
+        "SESSION_COOKIE_SECURE": secure,
+        "BACKGROUND_WORKERS": not args.no_workers,
+    }
+
+
+def cmd_serve(args) -> int:
+    """Serve the control center with waitress until interrupted."""
+    import waitress
+
+    from analytics.web import create_app
+
+    app = create_app(build_config(args))
+    print(f"manyi control center on http://{args.host}:{args.port}/ "
+          f"(store {app.config['STORE_URL']}, db {app.config['CENTER_DB']})", flush=True)
+    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="manyi",
+                   channel_timeout=120)
+    return 0
+
+
+def _read_password(args) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        from analytics.web.auth import AuthError
+        raise AuthError("the two passwords differ")
+    return first
+
+
+def cmd_user_add(args) -> int:
+    """Create an account (audited as done by the command line)."""
+    from analytics.db import CenterDB
+    from analytics.web.auth import create_user, write_audit
+
+    registry = None
+    if args.registry:
+        from manyi.registry import Registry
+        registry = Registry.load(args.registry)
+    db = CenterDB(_db_path(args))
+    try:
+        user = create_user(db, args.username, _read_password(args), args.role, args.county, registry=registry)
+        write_audit(db, "user.add", {"username": user.username, "role": user.role, "county_code": user.county_code},
+                    username=f"cli:{getpass.getuser()}")
+    finally:
+        db.close()
+    print(f"user {user.username} added (role {user.role}{', county ' + user.county_code if user.county_code else ''})")
+    return 0
+
+
+def cmd_user_list(args) -> int:
+    """Print the accounts."""
+    from analytics.db import CenterDB
+    from analytics.web.auth import list_users
+
+    db = CenterDB(_db_path(args))
+    try:
+        for user in list_users(db):
+            state = "disabled" if user["disabled"] else "active"
+            print(f"{user['username']}\t{user['role']}\t{user['county_code'] or '-'}\t{state}\t{user['last_login'] or '-'}")
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_token_add(args) -> int:
+    """Issue an API token and print it (it cannot be shown again)."""
+    from analytics.db import CenterDB
+    from analytics.web.auth import create_token, write_audit
+
+    db = CenterDB(_db_path(args))
+    try:
+        token = create_token(db, args.username, args.name)
+        write_audit(db, "token.add", {"username": args.username, "name": args.name},
+                    username=f"cli:{getpass.getuser()}")
+    finally:
+        db.close()
+    print(token)
+    return 0

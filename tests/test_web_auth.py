@@ -1,0 +1,257 @@
+"""Access control of the control center: login, roles, CSRF, cookies, rate limiting, tokens, audit, users."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from analytics.web import create_app
+from analytics.web.auth import (AuthError, audit_entries, authenticate, create_token, create_user, get_user,
+                                set_disabled)
+from analytics.web.context import get_db
+from plugin_web import PASSWORD, USERS
+
+ROLES_PAGES = {"/": set(USERS), "/terminals": set(USERS), "/audit": {"admin"}, "/admin/users": {"admin"}}
+
+
+def test_passwords_are_stored_hashed(app):
+    row = get_db(app).query("SELECT password_hash FROM users WHERE username = 'admin'")[0]
+    assert PASSWORD not in row["password_hash"]
+    assert row["password_hash"].split(":")[0] in ("scrypt", "pbkdf2")
+
+
+def test_login_success_redirects_home_and_audits(client, auth, app):
+    response = auth.login("city")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert client.get("/api/v1/me").json == {"username": "city", "role": "city", "county_code": None,
+                                             "visible_counties": None}
+    entry = audit_entries(get_db(app), action="login")[0]
+    assert (entry["action"], entry["username"], entry["role"]) == ("login", "city", "city")
+
+
+def test_login_follows_next_but_never_off_site(client, auth):
+    assert client.get("/terminals").headers["Location"] == "/login?next=/terminals"
+    response = client.post("/login?next=/terminals", data={"username": "city", "password": PASSWORD,
+                                                           "csrf_token": auth.csrf()})
+    assert response.headers["Location"] == "/terminals"
+    auth.logout()
+    for evil in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+        response = client.post("/login", query_string={"next": evil},
+                               data={"username": "city", "password": PASSWORD, "csrf_token": auth.csrf()})
+        assert response.headers["Location"] == "/", evil
+        auth.logout()
+
+
+def test_wrong_password_and_unknown_user_are_refused_and_audited(client, auth, app):
+    response = auth.login("city", "wrong-password")
+    assert response.status_code == 401
+    assert "用户名或密码错误" in response.get_data(as_text=True)
+    assert auth.login("nobody", "whatever-123").status_code == 401
+    assert client.get("/api/v1/me").status_code == 401
+    failed = audit_entries(get_db(app), action="login.failed")
+    assert {e["detail"]["username"] for e in failed} == {"city", "nobody"}
+
+
+def test_logout_ends_the_session(client, auth, app):
+    auth.login("admin")
+    assert client.get("/api/v1/me").status_code == 200
+    response = auth.logout()
+    assert response.headers["Location"] == "/login"
+    assert client.get("/api/v1/me").status_code == 401
+    assert audit_entries(get_db(app), action="logout")[0]["username"] == "admin"
+
+
+def test_session_is_renewed_at_login(client, auth):
+    before = auth.csrf()
+    auth.login("city")
+    assert auth.csrf() != before
+
+
+def test_five_failures_lock_the_name_for_fifteen_minutes(client, auth, clock, app):
+    for _ in range(5):
+        assert auth.login("county", "bad-password").status_code == 401
+    locked = auth.login("county", PASSWORD)          # even the right password is refused meanwhile
+    assert locked.status_code == 429
+    assert "锁定" in locked.get_data(as_text=True)
+    assert audit_entries(get_db(app), action="login.locked")
+    assert auth.login("city").status_code == 302      # other names are not affected
+    auth.logout()
+    clock.advance(15 * 60 + 1)
+    assert auth.login("county").status_code == 302
+
+
+def test_lockout_is_shared_by_every_worker_through_the_center_db(app, clock, heze, tmp_path):
+    db = get_db(app)
+    for _ in range(5):
+        assert authenticate(db, "city", "bad", "10.0.0.1", clock.now()) is None
+    other = create_app({"TESTING": True, "CENTER_DB": app.config["CENTER_DB"], "REGISTRY": heze, "CLOCK": clock,
+                        "STORE_URL": app.config["STORE_URL"], "SESSION_COOKIE_SECURE": False})
+    client = other.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    import re
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post("/login", data={"username": "city", "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 429
+
+
+def test_one_address_guessing_many_names_is_locked(client, auth, app):
+    app.config["LOGIN_MAX_FAILURES_IP"] = 3
+    for name in ("a1", "a2", "a3"):
+        assert auth.login(name, "guess-guess").status_code == 401
+    assert auth.login("admin").status_code == 429
+
+
+def test_csrf_token_required_on_every_form_post(client, auth, app):
+    assert client.post("/login", data={"username": "admin", "password": PASSWORD}).status_code == 400
+    auth.login("admin")
+    response = client.post("/admin/users", data={"username": "mallory", "password": "long-enough-1", "role": "city"})
+    assert response.status_code == 400
+    assert "CSRF" in response.get_data(as_text=True)
+    response = client.post("/admin/users", data={"username": "mallory", "password": "long-enough-1", "role": "city",
+                                                 "csrf_token": "forged"})
+    assert response.status_code == 400
+    assert get_user(get_db(app), "mallory") is None
+    assert client.post("/logout").status_code == 400
+    assert client.get("/api/v1/me").status_code == 200    # still logged in
+    assert auth.post("/admin/users", {"username": "mallory", "password": "long-enough-1", "role": "city"}).status_code == 302
+    assert get_user(get_db(app), "mallory") is not None
+
+
+def test_csrf_header_is_accepted_for_script_posts(client, auth):
+    auth.login("admin")
+    response = client.post("/admin/users", headers={"X-CSRF-Token": auth.csrf()},
+                           data={"username": "viajs", "password": "long-enough-1", "role": "city"})
+    assert response.status_code == 302
+
+
+def test_session_cookie_flags(tmp_path, heze):
+    app = create_app({"TESTING": True, "CENTER_DB": str(tmp_path / "c.db"), "REGISTRY": heze,
+                      "STORE_URL": f"sqlite:///{tmp_path / 'v.db'}"})
+    assert app.config["SESSION_COOKIE_SECURE"] is True          # secure unless told otherwise
+    cookie = app.test_client().get("/login").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+
+
+@pytest.mark.parametrize("path", sorted(ROLES_PAGES))
+def test_pages_by_role(app, path):
+    for username in USERS:
+        client = app.test_client()
+        from plugin_web import AuthActions
+        AuthActions(client).login(username)
+        response = client.get(path)
+        expected = 200 if username in ROLES_PAGES[path] else 403
+        assert response.status_code == expected, (username, path)
+    assert app.test_client().get(path).status_code == 302
+
+
+def test_admin_api_audit_by_role(client, auth, api_token):
+    assert client.get("/api/v1/audit", headers={"Authorization": f"Bearer {api_token('admin')}"}).status_code == 200
+    for username in ("city", "assessor", "county"):
+        response = client.get("/api/v1/audit", headers={"Authorization": f"Bearer {api_token(username)}"})
+        assert response.status_code == 403
+        assert response.json["error"] == "无权访问"
+
+
+def test_bearer_token_authenticates_api_with_the_users_scope(client, api_token):
+    token = api_token("county")
+    response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.json == {"username": "county", "role": "county", "county_code": "371702",
+                             "visible_counties": ["371702"]}
+    assert client.get("/api/v1/me", headers={"Authorization": "Bearer mny_wrong"}).status_code == 401
+    assert client.get("/api/v1/terminals?county=371721", headers={"Authorization": f"Bearer {token}"}).status_code == 403
+
+
+def test_token_requests_are_exempt_from_csrf_but_cookie_requests_are_not(client, auth, api_token):
+    token = api_token("city")
+    # No CSRF token: with a Bearer token the request reaches routing (405: GET-only endpoint) ...
+    assert client.post("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 405
+    # ... with only a session cookie it is refused before.
+    auth.login("city")
+    response = client.post("/api/v1/me")
+    assert response.status_code == 400 and response.json["error"] == "csrf"
+
+
+def test_token_of_disabled_user_stops_working(app, client, api_token):
+    token = api_token("city")
+    set_disabled(get_db(app), "city", True)
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_tokens_are_stored_hashed(app):
+    token = create_token(get_db(app), "city")
+    rows = get_db(app).query("SELECT token_hash FROM api_tokens")
+    assert token not in {r["token_hash"] for r in rows}
+
+
+def test_disabling_a_user_ends_its_session_and_login(app, client, auth):
+    auth.login("city")
+    set_disabled(get_db(app), "city", True)
+    assert client.get("/api/v1/me").status_code == 401
+    assert auth.login("city").status_code == 401
+
+
+def test_admin_adds_disables_resets_and_issues_tokens(app, client, auth):
+    auth.login("admin")
+    response = auth.post("/admin/users", {"username": "newcounty", "password": "long-enough-1", "role": "county",
+                                          "county_code": "371722"}, follow_redirects=True)
+    assert "已添加用户 newcounty" in response.get_data(as_text=True)
+    assert get_user(get_db(app), "newcounty").county_code == "371722"
+    response = auth.post("/admin/users", {"username": "nocounty", "password": "long-enough-1", "role": "county"})
+    assert response.status_code == 400 and "county code" in response.get_data(as_text=True)
+    response = auth.post("/admin/users", {"username": "short", "password": "short", "role": "city"})
+    assert response.status_code == 400
+    auth.post("/admin/users/newcounty/password", {"password": "another-pass-2"})
+    auth.post("/admin/users/newcounty/disable")
+    assert get_user(get_db(app), "newcounty").disabled
+    page = auth.post("/admin/users/newcounty/token", follow_redirects=True).get_data(as_text=True)
+    assert "mny_" in page
+    assert auth.post("/admin/users/admin/disable", follow_redirects=True).status_code == 200
+    assert not get_user(get_db(app), "admin").disabled             # an admin cannot lock itself out
+    actions = [e["action"] for e in audit_entries(get_db(app), action="user.")]
+    assert {"user.add", "user.password", "user.disable", "user.token"} <= set(actions)
+    auth.post("/admin/users/newcounty/enable")
+    auth.logout()
+    assert auth.login("newcounty", "another-pass-2").status_code == 302
+
+
+def test_create_user_validation(app, heze):
+    db = get_db(app)
+    with pytest.raises(AuthError, match="role"):
+        create_user(db, "x1", "long-enough-1", "boss")
+    with pytest.raises(AuthError, match="not in the registry"):
+        create_user(db, "x2", "long-enough-1", "county", "999999", registry=heze)
+    with pytest.raises(AuthError, match="only for role"):
+        create_user(db, "x3", "long-enough-1", "city", "371702")
+    with pytest.raises(AuthError, match="already exists"):
+        create_user(db, "admin", "long-enough-1", "admin")
+
+
+def test_hostile_username_is_escaped_in_admin_and_audit_pages(app, client, auth):
+    create_user(get_db(app), "<script>alert(1)</script>", "long-enough-1", "city")
+    auth.login("<script>alert(1)</script>", "wrong-password")
+    auth.login("admin")
+    for path in ("/admin/users", "/audit"):
+        page = client.get(path).get_data(as_text=True)
+        assert "<script>alert(1)" not in page, path
+        assert "&lt;script&gt;alert(1)" in page, path
+
+
+def test_cli_user_add_and_token_add(tmp_path, monkeypatch, capsys, heze):
+    from manyi.cli import main
+    db_path = str(tmp_path / "center.db")
+    monkeypatch.setattr("sys.stdin", io.StringIO("cli-password-1\n"))
+    assert main(["user", "add", "ops", "--role", "county", "--county", "371702", "--password-stdin",
+                 "--db", db_path]) == 0
+    assert main(["token", "add", "ops", "--db", db_path]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    monkeypatch.setattr("sys.stdin", io.StringIO("x\n"))
+    assert main(["user", "add", "bad", "--role", "county", "--password-stdin", "--db", db_path]) == 2
+    assert "county code" in capsys.readouterr().err
+    assert main(["user", "list", "--db", db_path]) == 0
+    assert "ops\tcounty\t371702\tactive" in capsys.readouterr().out
+    app = create_app({"TESTING": True, "CENTER_DB": db_path, "REGISTRY": heze,
+                      "STORE_URL": f"sqlite:///{tmp_path / 'v.db'}"})
+    client = app.test_client()
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json["username"] == "ops"
+    assert {e["action"] for e in audit_entries(get_db(app))} == {"user.add", "token.add"}
