@@ -1,0 +1,321 @@
+"""Import of the quarterly 12333 phone survey (CSV or XLSX) into the center database.
+
+Each answer is attributed to the smallest unit the row names (township if given, else
+county). Five-level answers map as the model says: 非常满意, 满意 → satisfied; 基本满意 →
+basic; 不满意, 非常不满意 → unsatisfied. 不了解 / 说不清 / 未评价 and blanks are kept as
+``excluded`` (counted, never in n). Phone numbers are never stored: only their last four
+digits and a salted hash (HMAC-SHA256) to spot repeat callers; digit runs in notes are
+masked too. Each row's identity is a salted hash of its content, so importing the same file
+twice changes nothing; ``replace=True`` replaces the quarter's survey. Every rejected row
+is reported with its row number, column and reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from manyi.exc import ImportFileError
+from manyi.periods import Quarter
+from manyi.registry import Registry
+
+from .importing import (
+    IMPORTS_SCHEMA,
+    Column,
+    ImportReport,
+    ProgressCallback,
+    UnitMatcher,
+    UnitMatchError,
+    clean_text,
+    compact,
+    csv_template,
+    excel_template,
+    find_header,
+    log_import,
+    parse_local_datetime,
+    read_table,
+)
+
+SATISFIED, BASIC, UNSATISFIED, EXCLUDED = "satisfied", "basic", "unsatisfied", "excluded"
+
+COLUMNS = (
+    Column("date", "日期", ("通话日期", "回访日期", "回访时间", "通话时间", "日期时间", "调查日期", "date", "call date",
+                          "calldate", "time", "datetime"), required=True),
+    Column("phone", "手机号", ("手机号码", "来电号码", "电话", "电话号码", "联系电话", "被访号码", "回访号码", "号码",
+                            "phone", "mobile", "phone number", "tel")),
+    Column("county", "县区", ("县(区)", "县市区", "区县", "县区名称", "所属县区", "县", "county", "district")),
+    Column("township", "乡镇(街道)", ("乡镇", "街道", "乡镇街道", "乡镇(办事处)", "所属乡镇", "镇街", "township", "town",
+                                  "street", "subdistrict")),
+    Column("code", "单位代码", ("区划代码", "代码", "统计代码", "code", "unit code", "unitcode")),
+    Column("rating", "评价", ("满意度", "满意程度", "评价结果", "回访结果", "是否满意", "满意度评价", "rating", "answer",
+                            "satisfaction", "result"), required=True),
+    Column("note", "备注", ("意见建议", "意见", "说明", "note", "notes", "remark", "comment")),
+)
+
+ANSWERS = {
+    "非常满意": SATISFIED, "很满意": SATISFIED, "满意": SATISFIED,
+    "verysatisfied": SATISFIED, "satisfied": SATISFIED,
+    "基本满意": BASIC, "basic": BASIC, "basicallysatisfied": BASIC, "fairlysatisfied": BASIC,
+    "不满意": UNSATISFIED, "非常不满意": UNSATISFIED, "很不满意": UNSATISFIED,
+    "unsatisfied": UNSATISFIED, "dissatisfied": UNSATISFIED, "veryunsatisfied": UNSATISFIED,
+    "verydissatisfied": UNSATISFIED, "notsatisfied": UNSATISFIED,
+    "": EXCLUDED, "不了解": EXCLUDED, "说不清": EXCLUDED, "未评价": EXCLUDED, "不清楚": EXCLUDED,
+    "无法评价": EXCLUDED, "不知道": EXCLUDED, "说不清楚": EXCLUDED, "dontknow": EXCLUDED, "unknown": EXCLUDED,
+    "na": EXCLUDED, "n/a": EXCLUDED, "-": EXCLUDED, "无": EXCLUDED, "notrated": EXCLUDED,
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS survey_answers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    quarter TEXT NOT NULL,
+    row_key TEXT NOT NULL,
+    import_id INTEGER,
+    answered_at TEXT NOT NULL,         -- China time, ISO 8601
+    level TEXT NOT NULL,               -- county | township
+    code TEXT NOT NULL,
+    county_code TEXT NOT NULL,
+    rating TEXT NOT NULL,              -- satisfied | basic | unsatisfied | excluded
+    answer TEXT NOT NULL,              -- the answer as written (cleaned)
+    phone_last4 TEXT NOT NULL,
+    phone_hash TEXT NOT NULL,          -- HMAC-SHA256(salt, digits), 16 hex; '' when no phone
+    note TEXT NOT NULL,                -- digit runs of 7+ masked
+    source_row INTEGER NOT NULL,
+    UNIQUE (quarter, row_key)
+);
+CREATE INDEX IF NOT EXISTS survey_answers_quarter ON survey_answers (quarter, level, code);
+CREATE TABLE IF NOT EXISTS center_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+# --------------------------------------------------------------------------- phones
+
+
+def phone_salt(db) -> bytes:
+    """The salt of phone hashes: MANYI_PHONE_SALT, else a random one created once in the center db."""
+    env = os.environ.get("MANYI_PHONE_SALT")
+    if env:
+        return env.encode("utf-8")
+    db.ensure(SCHEMA)
+    db.execute("INSERT OR IGNORE INTO center_secrets (name, value) VALUES ('phone_salt', ?)", (secrets.token_hex(32),))
+    return db.query("SELECT value FROM center_secrets WHERE name = 'phone_salt'")[0]["value"].encode("utf-8")
+
+
+def normalise_phone(text: str) -> str:
+    """Digits of a phone number without +86/0086 country prefix; masked forms keep their '*'."""
+    text = compact(text).replace("－", "-")
+    kept = re.sub(r"[^0-9*]", "", text)
+    if kept.startswith("0086"):
+        kept = kept[4:]
+    elif kept.startswith("86") and len(kept) == 13:
+        kept = kept[2:]
+    return kept
+
+
+def mask_phone(text: str) -> str:
+    """``138****5678`` style mask (only the last four digits and up to three leading ones)."""
+    digits = normalise_phone(text)
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + "****" + digits[-4:]
+
+
+_DIGIT_RUN = re.compile(r"\d[\d\- ]{5,}\d")
+
+
+def mask_digits(text: str) -> str:
+    """Mask every run of 7+ digits in free text (a phone number written into a note)."""
+    def repl(match: re.Match) -> str:
+        digits = re.sub(r"\D", "", match.group(0))
+        return match.group(0) if len(digits) < 7 else digits[:3] + "*" * (len(digits) - 7) + "****" + digits[-4:]
+    return _DIGIT_RUN.sub(repl, text)
+
+
+def _hash(salt: bytes, text: str) -> str:
+    return hmac.new(salt, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# --------------------------------------------------------------------------- import
+
+
+def map_answer(text: str) -> str | None:
+    """satisfied / basic / unsatisfied / excluded for an answer as written, None when unknown."""
+    key = re.sub(r"[\s_\-'’.。]", "", clean_text(text).lower())
+    if key in ANSWERS:
+        return ANSWERS[key]
+    if clean_text(text).lower() in ("n/a", "-"):
+        return EXCLUDED
+    return None
+
+
+def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Quarter, *,
+                  filename: str | None = None, replace: bool = False,
+                  progress: ProgressCallback | None = None) -> ImportReport:
+    """Import a 12333 survey file for ``quarter``; raise ImportFileError when it cannot be read."""
+    quarter = Quarter.parse(str(quarter)) if not isinstance(quarter, Quarter) else quarter
+    table = read_table(source, filename)
+    header = find_header(table, COLUMNS)
+    if "county" not in header.columns and "township" not in header.columns and "code" not in header.columns:
+        raise ImportFileError(f"{table.filename}: no unit column: need 县区 and/or 乡镇(街道) (or 单位代码)")
+    db.ensure(SCHEMA)
+    db.ensure(IMPORTS_SCHEMA)
+    salt = phone_salt(db)
+    matcher = UnitMatcher(registry)
+    report = ImportReport("survey", table.filename, str(quarter), header_row=header.row, encoding=table.encoding)
+    labels = {c.key: header.labels.get(c.key, c.label) for c in COLUMNS}
+    data_rows = table.rows[header.data_start:]
+    total = len(data_rows)
+    seen: dict[str, int] = {}
+    records: list[tuple] = []
+
+    def cell(cells: list[str], key: str) -> str:
+        index = header.columns.get(key)
+        return cells[index] if index is not None and index < len(cells) else ""
+
+    for done, (row_number, cells) in enumerate(data_rows, start=1):
+        if progress and (done % 500 == 0 or done == total):
+            progress(done, total)
+        if not any(cells):
+            continue
+        report.rows_read += 1
+        # date
+        date_text = cell(cells, "date")
+        if not date_text:
+            report.reject(row_number, labels["date"], "", "缺少日期", "missing_date")
+            continue
+        try:
+            answered = parse_local_datetime(date_text)
+        except ValueError:
+            report.reject(row_number, labels["date"], date_text, f"日期“{date_text}”无法识别", "bad_date")
+            continue
+        if not quarter.start <= answered < quarter.end:
+            report.reject(row_number, labels["date"], date_text,
+                          f"日期 {answered.date()} 不在 {quarter}（{quarter.start.date()} 至 "
+                          f"{(quarter.end - timedelta(days=1)).date()}，北京时间）内", "out_of_quarter")
+            continue
+        # unit
+        try:
+            match = matcher.match_cells(cell(cells, "code"), cell(cells, "county"), cell(cells, "township"))
+            unit = (match.level, match.code, match.county_code)
+        except UnitMatchError as exc:
+            column = {"county": labels["county"], "township": labels["township"], "code": labels["code"]}.get(exc.column, exc.column)
+            code = exc.code
+            report.reject(row_number, column, exc.value, exc.reason, code, exc.candidates)
+            if code in ("unknown_unit",):
+                report.unmatched.setdefault(exc.value, exc.candidates)
+            continue
+        # answer
+        answer_text = cell(cells, "rating")
+        rating = map_answer(answer_text)
+        if rating is None:
+            report.reject(row_number, labels["rating"], answer_text,
+                          f"评价“{answer_text}”无法识别（可用：非常满意、满意、基本满意、不满意、非常不满意、不了解、说不清、未评价）",
+                          "bad_answer")
+            continue
+        # phone
+        phone_text = cell(cells, "phone")
+        phone = normalise_phone(phone_text) if phone_text else ""
+        if phone_text and (len(re.sub(r"\D", "", phone)) < 4 or (len(phone) < 7)):
+            report.reject(row_number, labels["phone"], mask_phone(phone_text), "手机号格式不正确", "bad_phone")
+            continue
+        note = mask_digits(cell(cells, "note"))
+        key = _hash(salt, "\x1f".join((str(quarter), answered.isoformat(), phone, unit[0], unit[1],
+                                       compact(answer_text), cell(cells, "note"))))
+        if key in seen:
+            report.duplicates += 1
+            continue
+        seen[key] = row_number
+        last4 = re.sub(r"\D", "", phone)[-4:] if phone else ""
+        phone_hash = _hash(salt, "phone:" + phone)[:16] if phone else ""
+        records.append((str(quarter), key, answered.isoformat(), unit[0], unit[1], unit[2], rating,
+                        compact(answer_text), last4, phone_hash, note, row_number))
+
+    with db.transaction() as conn:
+        if replace:
+            report.replaced = conn.execute("DELETE FROM survey_answers WHERE quarter = ?", (str(quarter),)).rowcount
+        for record in records:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO survey_answers (quarter, row_key, answered_at, level, code, county_code, rating,"
+                " answer, phone_last4, phone_hash, note, source_row) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                record)
+            if cursor.rowcount:
+                report.imported += 1
+                report.excluded += record[6] == EXCLUDED
+            else:
+                report.already_present += 1
+        report.import_id = log_import(conn, report)
+        conn.execute("UPDATE survey_answers SET import_id = ? WHERE quarter = ? AND import_id IS NULL",
+                     (report.import_id, str(quarter)))
+    return report
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def survey_counts(db, quarter: Quarter, include_excluded: bool = False):
+    """Answers per unit and rating: DataFrame with columns level ("county"|"township"), code, rating, n.
+
+    A row of level "county" counts answers that named only the county; township answers
+    appear only under their township (add them to the county yourself). Excluded answers
+    (不了解 ...) are left out unless ``include_excluded``.
+    """
+    import pandas as pd
+
+    db.ensure(SCHEMA)
+    sql = ("SELECT level, code, rating, COUNT(*) AS n FROM survey_answers WHERE quarter = ?"
+           + ("" if include_excluded else " AND rating != 'excluded'")
+           + " GROUP BY level, code, rating ORDER BY level, code, rating")
+    rows = db.query(sql, (str(quarter),))
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=["level", "code", "rating", "n"])
+    frame["n"] = frame["n"].astype("int64")
+    return frame
+
+
+def survey_summary(db, quarter: Quarter) -> dict:
+    """answers, rated, excluded, repeat phone numbers and units of the quarter's survey."""
+    db.ensure(SCHEMA)
+    row = db.query(
+        "SELECT COUNT(*) AS answers, SUM(rating != 'excluded') AS rated, SUM(rating = 'excluded') AS excluded,"
+        " COUNT(DISTINCT level || code) AS units FROM survey_answers WHERE quarter = ?", (str(quarter),))[0]
+    repeats = db.query(
+        "SELECT COUNT(*) AS n FROM (SELECT phone_hash FROM survey_answers WHERE quarter = ? AND phone_hash != ''"
+        " GROUP BY phone_hash HAVING COUNT(*) > 1)", (str(quarter),))[0]["n"]
+    return {"quarter": str(quarter), "answers": row["answers"] or 0, "rated": row["rated"] or 0,
+            "excluded": row["excluded"] or 0, "units": row["units"] or 0, "repeat_phones": repeats}
+
+
+def clear_survey(db, quarter: Quarter) -> int:
+    """Delete the quarter's survey answers; return how many."""
+    db.ensure(SCHEMA)
+    return db.execute("DELETE FROM survey_answers WHERE quarter = ?", (str(quarter),)).rowcount
+
+
+def survey_template(fmt: str = "xlsx") -> bytes:
+    """A survey file to fill in: the accepted headers, example rows and (xlsx) a 说明 sheet."""
+    headers = ["日期", "手机号", "县区", "乡镇(街道)", "评价", "备注"]
+    examples = [
+        ["2026-07-15", "13800001234", "牡丹区", "东城街道", "满意", ""],
+        ["2026-07-15", "13900005678", "曹县", "", "基本满意", "只填县区时计入县区"],
+        ["2026-07-16", "13700004321", "单县", "东城街道", "不了解", "不计入样本"],
+    ]
+    if fmt == "csv":
+        return csv_template(headers, examples)
+    if fmt != "xlsx":
+        raise ValueError(f"template format {fmt!r}: use xlsx or csv")
+    notes = [
+        "12333 电话回访结果导入模板（第一行为表头，可以有标题行，可为 CSV UTF-8/GBK 或 xlsx）",
+        "日期：2026-07-15、2026/7/15、2026年7月15日均可；必须在所导入的季度内（北京时间）。",
+        "手机号：系统只保存后四位和加盐散列，用于识别重复受访者，不保存完整号码。",
+        "县区、乡镇(街道)：填名称或单位代码；可省略“县/区/镇/乡/街道”；只填县区时计入县区。",
+        "评价：非常满意、满意 → 满意；基本满意 → 基本满意；不满意、非常不满意 → 不满意；",
+        "      不了解、说不清、未评价、空白 → 不计入样本（单独计数）。",
+        "同一文件重复导入不会重复计数；选择“替换”会替换该季度已导入的全部回访结果。",
+    ]
+    return excel_template(headers, examples, notes, "回访结果")
