@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     UNIQUE (rule_id, dedup_key)
 );
 CREATE INDEX IF NOT EXISTS alerts_county ON alerts(county_code, id);
+CREATE TABLE IF NOT EXISTS alert_meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 DEFAULT_RULES = [
@@ -190,13 +191,17 @@ def aggregate_counts(rows, registry, level: str) -> dict[str, dict[str, int]]:
 # --- storage --------------------------------------------------------------------
 
 def ensure(db) -> None:
-    """Create the alert tables and the default rules on first use."""
+    """Create the alert tables, and the default rules once (deleting them all later is respected)."""
     db.ensure(SCHEMA)
+    if db.query("SELECT 1 FROM alert_meta WHERE key = 'seeded'"):
+        return
     with db.transaction() as conn:
-        if conn.execute("SELECT COUNT(*) FROM alert_rules").fetchone()[0] == 0:
-            for name, kind, params in DEFAULT_RULES:
-                conn.execute("INSERT INTO alert_rules(name, kind, params) VALUES (?, ?, ?)",
-                             (name, kind, json.dumps(params)))
+        if conn.execute("SELECT 1 FROM alert_meta WHERE key = 'seeded'").fetchone():
+            return
+        for name, kind, params in DEFAULT_RULES:
+            conn.execute("INSERT INTO alert_rules(name, kind, params) VALUES (?, ?, ?)",
+                         (name, kind, json.dumps(params)))
+        conn.execute("INSERT INTO alert_meta(key, value) VALUES ('seeded', '1')")
 
 
 def list_rules(db) -> list[Rule]:
