@@ -25,6 +25,7 @@ USERS = {
     "county": ("county", "371702"),      # 牡丹区
     "county2": ("county", "371721"),     # 曹县
 }
+FAST_HASH = "pbkdf2:sha256:1000"           # test accounts only: keeps fixtures fast
 # Terminals of the Heze sample used by the tests (device -> county).
 DEVICE_A = "hz-371702001-w01"            # 牡丹区 东城街道
 DEVICE_B = "hz-371721001-w01"            # 曹县
@@ -51,7 +52,7 @@ def app(tmp_path, clock, heze):
     })
     db = get_db(app)
     for username, (role, county) in USERS.items():
-        create_user(db, username, PASSWORD, role, county)
+        create_user(db, username, PASSWORD, role, county, method=FAST_HASH)
     yield app
     from analytics.web.context import resources
     resources(app).close()

@@ -15,10 +15,11 @@ from plugin_web import PASSWORD, USERS
 ROLES_PAGES = {"/": set(USERS), "/terminals": set(USERS), "/audit": {"admin"}, "/admin/users": {"admin"}}
 
 
-def test_passwords_are_stored_hashed(app):
-    row = get_db(app).query("SELECT password_hash FROM users WHERE username = 'admin'")[0]
+def test_passwords_are_stored_hashed_with_scrypt_by_default(app):
+    create_user(get_db(app), "fresh", PASSWORD, "city")
+    row = get_db(app).query("SELECT password_hash FROM users WHERE username = 'fresh'")[0]
     assert PASSWORD not in row["password_hash"]
-    assert row["password_hash"].split(":")[0] in ("scrypt", "pbkdf2")
+    assert row["password_hash"].startswith("scrypt:")
 
 
 def test_login_success_redirects_home_and_audits(client, auth, app):

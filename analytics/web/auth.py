@@ -131,8 +131,11 @@ def _validate(role: str, county_code: str | None, registry=None) -> None:
 
 
 def create_user(db, username: str, password: str, role: str, county_code: str | None = None, *,
-                registry=None, now: datetime | None = None) -> User:
-    """Add an account; raise AuthError for a bad role/county, a short password or a taken name."""
+                registry=None, now: datetime | None = None, method: str | None = None) -> User:
+    """Add an account; raise AuthError for a bad role/county, a short password or a taken name.
+
+    ``method`` is werkzeug's hash method (default scrypt); tests pass a cheap one for speed.
+    """
     ensure_schema(db)
     username = (username or "").strip()
     if not username or len(username) > 64 or any(c.isspace() for c in username):
@@ -144,7 +147,8 @@ def create_user(db, username: str, password: str, role: str, county_code: str | 
         raise AuthError(f"user {username!r} already exists")
     cur = db.execute(
         "INSERT INTO users (username, password_hash, role, county_code, created_at) VALUES (?, ?, ?, ?, ?)",
-        (username, generate_password_hash(password), role, county_code or None,
+        (username, generate_password_hash(password, **({"method": method} if method else {})), role,
+         county_code or None,
          _now_text(now or datetime.now(timezone.utc))))
     return User(cur.lastrowid, username, role, county_code or None)
 
