@@ -374,7 +374,17 @@ class UnitMatcher:
         """Match a row's county and township cells (township wins when both are given)."""
         county_code = self.county(county_text) if county_text else None
         if township_text:
-            code = self.township(township_text, county_code)
+            try:
+                code = self.township(township_text, county_code)
+            except UnitMatchError as exc:
+                # a county-level unit written in the township column (e.g. 高新区 with no county)
+                if exc.code != "unknown_unit" or county_code:
+                    raise
+                try:
+                    county_code = self.county(township_text)
+                except UnitMatchError:
+                    raise exc from None
+                return UnitMatch("county", county_code, county_code)
             return UnitMatch("township", code, self.registry.townships[code].county_code)
         if county_code:
             return UnitMatch("county", county_code, county_code)

@@ -124,7 +124,7 @@ def mask_phone(text: str) -> str:
     digits = normalise_phone(text)
     if len(digits) < 7:
         return "*" * len(digits)
-    return digits[:3] + "*" * (len(digits) - 7) + "****" + digits[-4:]
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
 
 
 _DIGIT_RUN = re.compile(r"\d[\d\- ]{5,}\d")
@@ -134,7 +134,7 @@ def mask_digits(text: str) -> str:
     """Mask every run of 7+ digits in free text (a phone number written into a note)."""
     def repl(match: re.Match) -> str:
         digits = re.sub(r"\D", "", match.group(0))
-        return match.group(0) if len(digits) < 7 else digits[:3] + "*" * (len(digits) - 7) + "****" + digits[-4:]
+        return match.group(0) if len(digits) < 7 else digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
     return _DIGIT_RUN.sub(repl, text)
 
 

@@ -58,17 +58,17 @@ def build_tiny_registry():
     reg.townships = {
         "371702001": Township("371702001", "东城街道", "371702"),
         "371702100": Township("371702100", "沙土镇", "371702"),
-        "371721100": Township("371721100", "庄寨镇", "371721"),
+        "371721101": Township("371721101", "庄寨镇", "371721"),
     }
     hours = "mon-fri 09:00-12:00,13:30-17:30"
-    for code, county in (("371702001", "371702"), ("371702100", "371702"), ("371721100", "371721"), ("371702000", "371702")):
+    for code, county in (("371702001", "371702"), ("371702100", "371702"), ("371721101", "371721"), ("371702000", "371702")):
         township = "" if code.endswith("000") else code
         reg.halls[f"hall-{code}"] = Hall(f"hall-{code}", f"{code} hall", township, 115.5, 35.2, True, hours, county)
         for n in (1, 2):
             wid = f"win-{code}-{n:02d}"
             reg.windows[wid] = Window(wid, f"hall-{code}", f"{n}号窗口")
             reg.assignments.append(Assignment(f"hz-{code}-w{n:02d}", wid, since, None))
-    reg.aliases = {"庄寨": "371721100"}
+    reg.aliases = {"庄寨": "371721101"}
     return reg
 
 

@@ -34,7 +34,7 @@ def test_round_trip_keeps_every_record(tiny_registry, tmp_path):
     assert loaded.halls == tiny_registry.halls
     assert loaded.windows == tiny_registry.windows
     assert sorted(loaded.assignments, key=repr) == sorted(tiny_registry.assignments, key=repr)
-    assert loaded.aliases == {"庄寨": "371721100"}
+    assert loaded.aliases == {"庄寨": "371721101"}
     assert loaded.sample is True
     assert loaded.to_files() == tiny_registry.to_files()
 
@@ -117,18 +117,18 @@ def test_moving_a_terminal_does_not_rewrite_the_past(tiny_registry, tmp_path):
     moved_at = china(2026, 3, 1, 12, 0)
     before = moved_at - timedelta(seconds=1)
     device = "hz-371702001-w01"
-    tiny_registry.assignments = [a for a in tiny_registry.assignments if a.window_id != "win-371721100-01"]
-    tiny_registry.reassign(device, "win-371721100-01", moved_at)
+    tiny_registry.assignments = [a for a in tiny_registry.assignments if a.window_id != "win-371721101-01"]
+    tiny_registry.reassign(device, "win-371721101-01", moved_at)
     tiny_registry.save(tmp_path / "reg")
     reg = Registry.load(tmp_path / "reg")
     assert reg.locate(device, before) == Location("371702", "371702001", "hall-371702001", "win-371702001-01")
-    assert reg.locate(device, moved_at) == Location("371721", "371721100", "hall-371721100", "win-371721100-01")
+    assert reg.locate(device, moved_at) == Location("371721", "371721101", "hall-371721101", "win-371721101-01")
     assert reg.current_location(device).county_code == "371721"
     assert reg.locate(device, china(2025, 12, 31, 23, 59)) is None  # before its first assignment
     assert device in reg.devices_of(county="371721")
     assert device not in reg.devices_of(county="371702")
     assert device in reg.devices_of(county="371702", at=before)
-    assert [a.window_id for a in reg.assignments_of(device)] == ["win-371702001-01", "win-371721100-01"]
+    assert [a.window_id for a in reg.assignments_of(device)] == ["win-371702001-01", "win-371721101-01"]
 
 
 def test_locate_uses_china_time_at_the_boundary(tiny_registry):
