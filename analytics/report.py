@@ -30,16 +30,10 @@ import pandas as pd
 
 from manyi.exc import ConfigError
 
+from .importing import neutralise_cell  # noqa: F401  (one definition for imports and reports)
+
 FORMATS = ("xlsx", "html", "csv")
-_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 KIND_LABELS = {"district": "区", "county": "县", "zone": "开发区"}
-
-
-def neutralise_cell(value):
-    """Text that a spreadsheet would run as a formula gets a leading apostrophe; other values are unchanged."""
-    if isinstance(value, str) and value.startswith(_DANGEROUS):
-        return "'" + value
-    return value
 
 
 # number formats: (excel format, text format for CSV/HTML)

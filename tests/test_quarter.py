@@ -55,7 +55,7 @@ def test_votes_are_attributed_to_window_hall_township_and_county(store, tiny_reg
     store.write(many("hz-371702001-w01", local(8, 3), {"satisfied": 30, "basic": 5, "unsatisfied": 5})
                 + many("hz-371702001-w02", local(8, 4), {"satisfied": 10})
                 + many("hz-371702000-w01", local(9, 1), {"basic": 4})          # county hall: county only
-                + many("hz-371721100-w01", local(7, 1, 0, 0), {"unsatisfied": 2}))  # first instant of Q3
+                + many("hz-371721101-w01", local(7, 1, 0, 0), {"unsatisfied": 2}))  # first instant of Q3
     r = compute_quarter(store, tiny_registry, None, Q3, now=NOW)
     w = by(r.windows, "window_id")
     assert w.loc["win-371702001-01", ["S_T", "B_T", "U_T", "n_T"]].tolist() == [30, 5, 5, 40]
@@ -93,7 +93,7 @@ def test_a_terminal_moved_mid_hour_splits_its_votes_exactly(store, tiny_registry
     old = next(a for a in reg.assignments if a.device == device)
     reg.assignments.remove(old)
     reg.assignments += [Assignment(device, old.window_id, old.valid_from, move),
-                        Assignment(device, "win-371721100-02", move, None)]
+                        Assignment(device, "win-371721101-02", move, None)]
     store.write(many(device, local(8, 10, 10, 0), {"satisfied": 20})      # 10:00-10:19 → old window
                 + many(device, local(8, 10, 10, 20), {"unsatisfied": 7})  # 10:20-10:26 → new window
                 + many(device, local(8, 3), {"basic": 3})                 # earlier → old window
@@ -101,7 +101,7 @@ def test_a_terminal_moved_mid_hour_splits_its_votes_exactly(store, tiny_registry
     r = compute_quarter(store, reg, None, Q3, now=NOW)
     w = by(r.windows, "window_id")
     assert w.loc["win-371702001-01", ["S_T", "B_T", "U_T"]].tolist() == [20, 3, 0]
-    assert w.loc["win-371721100-02", ["S_T", "B_T", "U_T"]].tolist() == [5, 0, 7]
+    assert w.loc["win-371721101-02", ["S_T", "B_T", "U_T"]].tolist() == [5, 0, 7]
     c = by(r.counties)
     assert c.loc["371721", "n_T"] == 12 and c.loc["371702", "n_T"] == 23
     assert r.input_counts["moved_terminals"] == 1 and r.input_counts["raw_votes_read"] == 27
@@ -158,7 +158,7 @@ def test_quarter_without_survey_uses_lambda_zero_and_says_so(store, tiny_registr
 
 def test_base_scores_give_corrected_scores_and_ranks(store, tiny_registry):
     store.write(many("hz-371702001-w01", local(8, 5), {"satisfied": 40})
-                + many("hz-371721100-w01", local(8, 5), {"satisfied": 20, "unsatisfied": 20}))
+                + many("hz-371721101-w01", local(8, 5), {"satisfied": 20, "unsatisfied": 20}))
     scores = pd.DataFrame([("county", "371702", 90.0), ("county", "371721", 95.0), ("township", "371702001", 80.0)],
                           columns=["level", "code", "score"])
     r = compute_quarter(store, tiny_registry, None, Q3, scores=scores, survey=survey_frame([]), now=NOW)
@@ -167,13 +167,13 @@ def test_base_scores_give_corrected_scores_and_ranks(store, tiny_registry):
     assert c["rank"].tolist() == [1, 2]
     t = by(r.townships)
     assert t.loc["371702001", "rank"] == 1 and pd.isna(t.loc["371702100", "rank"])
-    assert "无基础分" in t.loc["371721100", "flags"]
+    assert "无基础分" in t.loc["371721101", "flags"]
 
 
 def seeded(store, registry):
     store.write(many("hz-371702001-w01", local(8, 5), {"satisfied": 37, "basic": 6, "unsatisfied": 2})
                 + many("hz-371702100-w02", local(9, 9), {"satisfied": 11, "basic": 1})
-                + many("hz-371721100-w01", local(7, 20), {"satisfied": 25, "unsatisfied": 9}))
+                + many("hz-371721101-w01", local(7, 20), {"satisfied": 25, "unsatisfied": 9}))
     survey = survey_frame([("township", "371702001", "satisfied", 5), ("county", "371721", "basic", 4)])
     scores = pd.DataFrame([("county", "371702", 91.5), ("county", "371721", 88.25)], columns=["level", "code", "score"])
     return dict(survey=survey, scores=scores)
@@ -215,3 +215,27 @@ def test_parameter_change_makes_a_new_result_and_the_old_one_stays(store, tiny_r
     assert published(center_db, "2026Q4") == []
     with pytest.raises(ResultNotFound):
         load_published(center_db, 999)
+
+
+def test_survey_and_scores_imported_into_the_center_db_are_used(store, tiny_registry, center_db):
+    from analytics.scores import import_scores
+    from analytics.survey import import_survey
+
+    store.write(many("hz-371702001-w01", local(8, 5), {"satisfied": 40}))
+    survey = ("日期,手机号,县区,乡镇(街道),评价\n"
+              "2026-09-20,13800001234,牡丹区,东城街道,非常满意\n"
+              "2026-09-20,13800001235,牡丹区,东城街道,不满意\n"
+              "2026-09-21,13800001236,曹县,,基本满意\n"
+              "2026-09-21,13800001237,曹县,,说不清\n")
+    report = import_survey(center_db, tiny_registry, survey.encode("utf-8"), Q3, filename="s.csv")
+    assert report.imported == 4, report.summary()
+    import_scores(center_db, tiny_registry, "县区,乡镇(街道),综合考核得分\n牡丹区,,92.5\n牡丹区,东城街道,88\n".encode(),
+                  Q3, filename="g.csv")
+    r = compute_quarter(store, tiny_registry, center_db, Q3, now=NOW)
+    c, t = by(r.counties), by(r.townships)
+    assert c.loc["371702", ["S_P", "B_P", "U_P"]].tolist() == [1, 0, 1]
+    assert c.loc["371721", ["S_P", "B_P", "U_P"]].tolist() == [0, 1, 0]  # 说不清 is not an answer
+    assert t.loc["371702001", ["S_P", "U_P"]].tolist() == [1, 1]
+    assert c.loc["371702", "G"] == 92.5 and t.loc["371702001", "G"] == 88.0
+    assert c.loc["371702", "F"] == pytest.approx(92.5 * c.loc["371702", "k"])
+    assert r.input_counts["survey_answers"] == 3 and r.lam == 0.4

@@ -43,7 +43,7 @@ def result(tmp_path, evil_registry):
     store = SQLiteStore(tmp_path / "votes.db")
     store.write(many("hz-371702001-w01", local(8, 3), {"satisfied": 40, "basic": 5, "unsatisfied": 3})
                 + many("hz-371702100-w01", local(8, 4), {"satisfied": 9}, {FLAG_BURST})
-                + many("hz-371721100-w02", local(9, 1), {"satisfied": 20, "basic": 20, "unsatisfied": 10}))
+                + many("hz-371721101-w02", local(9, 1), {"satisfied": 20, "basic": 20, "unsatisfied": 10}))
     scores = pd.DataFrame([("county", "371702", 92.0), ("county", "371721", 90.0)], columns=["level", "code", "score"])
     survey = survey_frame([("township", "371702001", "satisfied", 8), ("county", "371721", "unsatisfied", 6)])
     out = compute_quarter(store, evil_registry, None, Q3, Params(mode="relative"), survey=survey, scores=scores, now=NOW)
@@ -76,7 +76,7 @@ def test_xlsx_has_one_sheet_per_table_headers_formats_and_frozen_header(result):
     # Values are numbers, not text, and match the result exactly.
     c = result.counties.set_index("code")
     by_code = {r[0].value: r for r in sheet.iter_rows(min_row=2)}
-    assert by_code["371702"][col["满意度系数 k"]].value == c.loc["371702", "k"]
+    assert by_code["371702"][col["满意度系数 k"]].value == pytest.approx(c.loc["371702", "k"], rel=1e-14)  # 15 digits, as Excel
     assert by_code["371702"][col["终端评价数 n"]].value == 48
     assert book["参数"].freeze_panes == "A2"
 

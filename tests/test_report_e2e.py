@@ -31,7 +31,7 @@ def test_report_from_votes_stored_by_the_collector(running_collector, vote_store
         at = start + timedelta(days=(i // len(devices)) % 80, minutes=7 * seqs[device])
         votes.append(make_vote(device, seqs[device], rating, at))
         expected[county_of[device]][RATING_LABEL[rating]] += 1
-    burst_device = "hz-371721100-w02"
+    burst_device = "hz-371721101-w02"
     burst_at = datetime(2026, 9, 15, 10, 0, tzinfo=CHINA_TZ)
     for j in range(8):  # 8 不满意 presses in 8 s: the 6th, 7th and 8th are flagged as a burst
         seqs[burst_device] += 1
