@@ -47,6 +47,12 @@ def plotly_js():
     return send_file(plotly_js_path(), mimetype="text/javascript", max_age=86400)
 
 
+@bp.route("/favicon.ico")
+def favicon():
+    """The tab icon (browsers ask for /favicon.ico by themselves)."""
+    return send_file(Path(__file__).parent / "static" / "favicon.svg", mimetype="image/svg+xml", max_age=86400)
+
+
 @bp.route("/assets/topojson/<name>.json")
 def topojson(name: str):
     """An empty base map for plotly's geo subplot: the counties' own polygons are the map."""
@@ -148,7 +154,8 @@ def _params():
 def _offline_devices(store, now) -> set[str]:
     from analytics.inspect import is_online
     params = _params()
-    return {s.device for s in store.terminals() if not is_online(s, now, params)}
+    # A terminal known only from its votes (no status yet) is not marked offline on the map.
+    return {s.device for s in store.terminals() if s.online is not None and not is_online(s, now, params)}
 
 
 def _none_if_nan(value):
