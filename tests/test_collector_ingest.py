@@ -123,3 +123,47 @@ def test_burst_of_one_rating_is_flagged_and_excluded(running_collector, vote_sto
     wait_until(lambda: vote_store.stats()["votes"] == 8, 10, message="8 votes")
     rows = vote_store.counts(start - timedelta(hours=1), start + timedelta(hours=1))
     assert sum(r.count for r in rows) == 5 and sum(r.excluded for r in rows) == 3
+
+
+def test_accepted_vote_reaches_a_feed_poller_within_one_second(running_collector, vote_store, publisher):
+    import time
+
+    from collector.stores.sqlite import SQLiteStore
+
+    reader = SQLiteStore(vote_store.path)            # the control center's own connection
+    cursor = "0"
+    latencies = []
+    for seq in range(1, 6):
+        sent = time.monotonic()
+        publisher.votes([make_vote("hz-371702001-w01", seq)])
+        while True:
+            items = reader.feed(after=cursor)
+            if items:
+                cursor = items[-1].cursor
+                latencies.append(time.monotonic() - sent)
+                break
+            assert time.monotonic() - sent < 2, "vote not in the feed after 2 s"
+            time.sleep(0.3)                           # the control center's poll interval
+    reader.close()
+    assert max(latencies) < 1.0, latencies
+
+
+def test_two_collectors_share_the_load_without_doubling(broker, collector_settings, vote_store, publisher):
+    import dataclasses
+    import time
+
+    from collector.service import Collector
+
+    collectors = [Collector(dataclasses.replace(collector_settings, client_id=f"c{i}"), vote_store).start()
+                  for i in (1, 2)]
+    try:
+        assert all(c.wait_connected(10) for c in collectors)
+        time.sleep(0.3)
+        publisher.votes(stream_of_votes(2000, terminals=20))
+        wait_until(lambda: vote_store.stats()["votes"] == 2000, 30, message="2000 votes")
+        time.sleep(0.5)
+        assert vote_store.stats()["votes"] == 2000 and vote_store.stats()["duplicates"] == 0
+        assert all(c.counters["stored"] > 0 for c in collectors), [c.counters for c in collectors]
+    finally:
+        for c in collectors:
+            c.stop()
