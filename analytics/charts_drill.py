@@ -6,6 +6,7 @@ small tables the figures draw; nothing here reads a store or a file.
 
 from __future__ import annotations
 
+import html
 from collections import defaultdict
 from datetime import date, timedelta
 from typing import Iterable
@@ -112,8 +113,10 @@ def heatmap_figure(cells: dict[tuple[int, int], dict[str, int]], value: str = "v
 def peers_figure(peers: list[dict], highlight: str | None = None) -> go.Figure:
     """Horizontal bars of the satisfaction rate of peer units; ``peers`` items: code, name, n, rate."""
     items = sorted((p for p in peers if p.get("rate") is not None), key=lambda p: p["rate"])
+    # plotly reads a small HTML subset in labels; names come from imported files, so escape them
+    names = [html.escape(str(p["name"])) for p in items]
     fig = go.Figure(go.Bar(
-        x=[round(p["rate"] * 100, 1) for p in items], y=[p["name"] for p in items], orientation="h",
+        x=[round(p["rate"] * 100, 1) for p in items], y=names, orientation="h",
         marker_color=["#1565c0" if p["code"] == highlight else "#90a4ae" for p in items],
         text=[f"{p['rate']:.1%}（{p['n']}票）" for p in items], textposition="auto",
         hovertemplate="%{y}: %{x}%<extra></extra>"))

@@ -1,0 +1,339 @@
+"""Drill-down: city → county → township → hall → window → terminal.
+
+Every level shows the daily trend, the distribution of the three ratings, the hour ×
+weekday heat map, a comparison with its peers (the units beside it) and, where the
+registry has a roster, the votes attributed to each staff member on duty.
+Votes are attributed to units where the terminal was at the time (registry.locate),
+so a terminal moved between windows counts at each window for its own period.
+County staff see only their county (other counties are not shown as peers either).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
+
+from analytics import charts_drill as charts
+from manyi.periods import local_midnight, to_local
+
+from .auth import check_county, current_user, login_required, visible_counties
+from .context import get_clock, get_registry, get_store
+from .tables import cn_time, pct
+
+bp = Blueprint("drill", __name__)
+bp.add_app_template_filter(cn_time, "cn_time")
+bp.add_app_template_filter(pct, "pct")
+
+LEVELS = ("city", "county", "township", "hall", "window", "terminal")
+LEVEL_LABELS = {"city": "全市", "county": "县区", "township": "乡镇（街道）", "hall": "大厅", "window": "窗口",
+                "terminal": "终端"}
+CHILD = {"city": "county", "county": "township", "township": "hall", "hall": "window", "window": "terminal"}
+CITY_CODE = "heze"
+
+
+# --- the registry as a tree ---------------------------------------------------------------
+
+def _key(loc, level: str, device: str) -> str | None:
+    """The code of the unit at ``level`` that a located vote belongs to."""
+    if level == "city":
+        return CITY_CODE
+    if level == "terminal":
+        return device
+    return {"county": loc.county_code, "township": loc.township_code, "hall": loc.hall_id,
+            "window": loc.window_id}[level] or None
+
+
+def unit_info(reg, level: str, code: str) -> dict:
+    """Name, county and parent of a unit; 404 when the registry does not know it."""
+    try:
+        if level == "city":
+            return {"name": "菏泽市", "county": None, "parent": None}
+        if level == "county":
+            return {"name": reg.counties[code].name, "county": code, "parent": ("city", CITY_CODE)}
+        if level == "township":
+            town = reg.townships[code]
+            return {"name": town.name, "county": town.county_code, "parent": ("county", town.county_code)}
+        if level == "hall":
+            hall = reg.halls[code]
+            parent = ("township", hall.township_code) if hall.township_code else ("county", hall.county_code)
+            return {"name": hall.name, "county": hall.county_code, "parent": parent}
+        if level == "window":
+            win = reg.windows[code]
+            hall = reg.halls[win.hall_id]
+            return {"name": f"{hall.name} {win.name}", "county": hall.county_code, "parent": ("hall", hall.id)}
+        if level == "terminal":
+            history = reg.assignments_of(code) if hasattr(reg, "assignments_of") else \
+                [a for a in reg.assignments if a.device == code]
+            if not history:
+                raise KeyError(code)
+            loc = reg.current_location(code) or reg.location_of_window(history[-1].window_id)
+            return {"name": code, "county": loc.county_code, "parent": ("window", loc.window_id),
+                    "hall": loc.hall_id}
+    except KeyError:
+        pass
+    abort(404, description=f"{LEVEL_LABELS.get(level, level)} {code} 不存在")
+
+
+def breadcrumbs(reg, level: str, code: str) -> list[dict]:
+    """From the city down to the unit: [{level, code, name}]."""
+    out = []
+    current = (level, code)
+    while current is not None:
+        info = unit_info(reg, *current)
+        out.append({"level": current[0], "code": current[1], "name": info["name"]})
+        current = info["parent"]
+    return out[::-1]
+
+
+def _windows_in(reg, level: str, code: str) -> set[str]:
+    if level == "city":
+        return set(reg.windows)
+    if level == "window":
+        return {code}
+    halls = {h.id for h in reg.halls.values()
+             if (level == "county" and h.county_code == code) or (level == "township" and h.township_code == code)
+             or (level == "hall" and h.id == code)}
+    return {w.id for w in reg.windows.values() if w.hall_id in halls}
+
+
+def _devices_in(reg, level: str, code: str) -> list[str] | None:
+    """Devices ever assigned inside the unit (None = all, for the city)."""
+    if level == "city":
+        return None
+    if level == "terminal":
+        return [code]
+    windows = _windows_in(reg, level, code)
+    return sorted({a.device for a in reg.assignments if a.window_id in windows})
+
+
+def _child_name(reg, level: str, code: str) -> str:
+    try:
+        return unit_info(reg, level, code)["name"]
+    except Exception:  # noqa: BLE001 - abort() raised for an unknown child: show its code
+        return code
+
+
+# --- data of one page -----------------------------------------------------------------------
+
+def period(args, today: date) -> tuple[date, date]:
+    """[start, end) days from ?days=N (default 30, ending today) or ?from=&to= (inclusive)."""
+    try:
+        if args.get("from") or args.get("to"):
+            start = date.fromisoformat(args.get("from") or args.get("to"))
+            end = date.fromisoformat(args.get("to") or args.get("from")) + timedelta(days=1)
+        else:
+            days = int(args.get("days", 30))
+            if not 1 <= days <= 366:
+                raise ValueError
+            start, end = today - timedelta(days=days - 1), today + timedelta(days=1)
+    except ValueError:
+        abort(400, description="时间范围无效：days 应为 1–366，或 from/to 为 YYYY-MM-DD")
+    if end <= start or (end - start).days > 366:
+        abort(400, description="时间范围无效：截止日期应不早于起始日期，且不超过一年")
+    return start, end
+
+
+def _attributed(reg, rows, level: str):
+    """(row, unit code at ``level``) for rows whose terminal was somewhere known."""
+    for row in rows:
+        if level == "terminal":
+            yield row, row.device
+            continue
+        loc = reg.locate(row.device, row.bucket)
+        if loc is not None:
+            yield row, _key(loc, level, row.device)
+
+
+def _group(pairs) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = defaultdict(lambda: {r: 0 for r in charts.RATINGS})
+    for row, code in pairs:
+        if code and row.rating in charts.RATINGS:
+            out[code][row.rating] += row.count
+    return out
+
+
+def _summary(code: str, name: str, counts: dict, level: str) -> dict:
+    n = sum(counts.values())
+    return {"level": level, "code": code, "name": name, "n": n, **counts, "rate": charts.rate(counts)}
+
+
+def drill_data(store, reg, level: str, code: str, start: date, end: date, visible: set[str] | None) -> dict:
+    """Everything one drill-down page shows, as plain data (the API returns it as JSON)."""
+    info = unit_info(reg, level, code)
+    t0, t1 = local_midnight(start), local_midnight(end)
+    # Peers are the units under the same parent, so read the parent's terminals once.
+    parent = info["parent"]
+    scope = parent if parent is not None else (level, code)
+    scope_devices = _devices_in(reg, *scope)
+    day_rows = store.counts(t0, t1, bucket="day", devices=scope_devices) if scope_devices != [] else []
+    # Which terminals belong to the unit is decided per row by where the terminal was.
+    pairs = list(_attributed(reg, day_rows, level if level != "city" else "county"))
+    if level == "city":
+        unit_rows = [row for row, c in pairs if visible is None or c in visible]
+    else:
+        unit_rows = [row for row, c in pairs if c == code]
+    unit_counts = charts.totals(unit_rows)
+    daily = charts.daily_counts(unit_rows, start, end)
+
+    # Peers: the siblings of the unit (county users only see their own county).
+    peers = []
+    if parent is not None:
+        for peer_code, counts in _group(pairs).items():
+            if level == "county" and visible is not None and peer_code not in visible:
+                continue
+            peers.append(_summary(peer_code, _child_name(reg, level, peer_code), counts, level))
+        if code not in {p["code"] for p in peers}:
+            peers.append(_summary(code, info["name"], {r: 0 for r in charts.RATINGS}, level))
+        peers.sort(key=lambda p: (p["rate"] is None, -(p["rate"] or 0)))
+
+    # Children: the units one level down, with their figures.
+    children = []
+    child_level = CHILD.get(level)
+    if child_level:
+        child_counts = _group((row, _child_key(reg, row, child_level)) for row in unit_rows)
+        for child_code in _child_codes(reg, level, code):
+            if level == "city" and visible is not None and child_code not in visible:
+                continue
+            counts = child_counts.get(child_code, {r: 0 for r in charts.RATINGS})
+            lvl = _child_level(reg, level, child_code)
+            children.append(_summary(child_code, _child_name(reg, lvl, child_code), counts, lvl))
+
+    # Hour × weekday and staff: hour buckets of the unit's own terminals.
+    unit_devices = _devices_in(reg, level, code)
+    hour_rows = store.counts(t0, t1, bucket="hour", devices=unit_devices) if unit_devices != [] else []
+    hour_pairs = [(row, c) for row, c in _attributed(reg, hour_rows, level if level != "city" else "county")
+                  if (c == code if level != "city" else (visible is None or c in visible))]
+    cells = charts.hour_weekday_counts(row for row, _ in hour_pairs)
+    staff: dict[str, dict] = {}
+    for row, _ in hour_pairs:
+        loc = reg.locate(row.device, row.bucket)
+        entry = reg.staff_at(loc.window_id, row.bucket) if loc else None
+        if entry is None or row.rating not in charts.RATINGS:
+            continue
+        item = staff.setdefault(entry.staff_id, {"staff_id": entry.staff_id, "name": entry.staff_name,
+                                                 **{r: 0 for r in charts.RATINGS}})
+        item[row.rating] += row.count
+    staff_rows = []
+    for item in staff.values():
+        counts = {r: item[r] for r in charts.RATINGS}
+        staff_rows.append({**item, "n": sum(counts.values()), "rate": charts.rate(counts)})
+    staff_rows.sort(key=lambda s: -s["n"])
+
+    return {
+        "level": level, "level_label": LEVEL_LABELS[level], "code": code, "name": info["name"],
+        "county_code": info["county"], "start": start.isoformat(), "end": (end - timedelta(days=1)).isoformat(),
+        "breadcrumbs": breadcrumbs(reg, level, code),
+        "totals": {**unit_counts, "n": sum(unit_counts.values()), "rate": charts.rate(unit_counts)},
+        "daily": [{"day": d.isoformat(), **c} for d, c in sorted(daily.items())],
+        "heat": [{"weekday": wd, "hour": h, **c} for (wd, h), c in sorted(cells.items())],
+        "peers": peers, "children": children, "child_level": child_level, "staff": staff_rows,
+    }
+
+
+def _child_key(reg, row, child_level: str) -> str | None:
+    if child_level == "terminal":
+        return row.device
+    loc = reg.locate(row.device, row.bucket)
+    if loc is None:
+        return None
+    if child_level == "township" and not loc.township_code:
+        return loc.hall_id                 # a county-level hall
+    return _key(loc, child_level, row.device)
+
+
+def _child_level(reg, level: str, child_code: str) -> str:
+    if level == "county" and child_code in reg.halls:
+        return "hall"                      # a county-level hall sits directly under its county
+    return CHILD[level]
+
+
+def _child_codes(reg, level: str, code: str) -> list[str]:
+    if level == "city":
+        return list(reg.counties)
+    if level == "county":
+        towns = [t.code for t in reg.townships.values() if t.county_code == code]
+        county_halls = [h.id for h in reg.halls.values() if h.county_code == code and not h.township_code]
+        return towns + county_halls
+    if level == "township":
+        return [h.id for h in reg.halls.values() if h.township_code == code]
+    if level == "hall":
+        return [w.id for w in reg.windows.values() if w.hall_id == code]
+    if level == "window":
+        return sorted({a.device for a in reg.assignments if a.window_id == code})
+    return []
+
+
+def figures(data: dict) -> dict[str, str]:
+    """The page's plotly figures as JSON strings (drawn by static/drill.js)."""
+    daily = {date.fromisoformat(d["day"]): {r: d[r] for r in charts.RATINGS} for d in data["daily"]}
+    cells = {(c["weekday"], c["hour"]): {r: c[r] for r in charts.RATINGS} for c in data["heat"]}
+    out = {"trend": charts.trend_figure(daily), "distribution": charts.distribution_figure(data["totals"]),
+           "heat": charts.heatmap_figure(cells)}
+    if data["peers"]:
+        out["peers"] = charts.peers_figure(data["peers"], highlight=data["code"])
+    return {name: fig.to_json() for name, fig in out.items()}
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+def _load(level: str, code: str) -> dict:
+    if level not in LEVELS:
+        abort(404, description=f"未知层级 {level}")
+    reg = get_registry()
+    info = unit_info(reg, level, code)
+    if level != "city":
+        check_county(info["county"])
+    start, end = period(request.args, to_local(get_clock().now()).date())
+    return drill_data(get_store(), reg, level, code, start, end, visible_counties())
+
+
+@bp.route("/drill")
+@login_required
+def city():
+    """The city page; county staff go straight to their county."""
+    user = current_user()
+    if user.role == "county":
+        return redirect(url_for("drill.unit", level="county", code=user.county_code, **request.args))
+    data = _load("city", CITY_CODE)
+    return render_template("drill/unit.html", data=data, figures=figures(data), args=request.args)
+
+
+@bp.route("/drill/<level>/<code>")
+@login_required
+def unit(level: str, code: str):
+    """One unit's page: figures, children, peers, staff."""
+    data = _load(level, code)
+    return render_template("drill/unit.html", data=data, figures=figures(data), args=request.args)
+
+
+@bp.route("/api/v1/drill")
+@login_required
+def api_city():
+    """The city level as JSON (county staff: only their county is included)."""
+    return jsonify(_load("city", CITY_CODE))
+
+
+@bp.route("/api/v1/drill/<level>/<code>")
+@login_required
+def api_unit(level: str, code: str):
+    """One unit as JSON: totals, daily, heat (weekday 0=Monday × hour), peers, children, staff."""
+    return jsonify(_load(level, code))
+
+
+_PERIOD_PARAMS = [{"name": "days", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 366}},
+                  {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+                  {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}}]
+OPENAPI_PATHS = {
+    "/api/v1/drill": {"get": {"summary": "全市逐级分析数据", "tags": ["drill"], "parameters": _PERIOD_PARAMS,
+                              "responses": {"200": {"description": "drill data"}}}},
+    "/api/v1/drill/{level}/{code}": {"get": {
+        "summary": "某一单位（县区/乡镇/大厅/窗口/终端）的趋势、分布、时段热力、同级比较与人员归属", "tags": ["drill"],
+        "parameters": [{"name": "level", "in": "path", "required": True,
+                        "schema": {"type": "string", "enum": list(LEVELS[1:])}},
+                       {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}},
+                       *_PERIOD_PARAMS],
+        "responses": {"200": {"description": "drill data"}, "403": {"description": "其他县区"},
+                      "404": {"description": "不存在"}}}},
+}
