@@ -169,3 +169,16 @@ def test_manyi_report_command_computes_publishes_and_rerenders(tmp_path, tiny_re
     assert main(["report", *common, "--out", str(tmp_path / "r.pdf")]) == 2
     assert main(["report", *common, "--out", str(tmp_path / "r.csv"), "--param", "lam=2"]) == 2
     assert "lam" in capsys.readouterr().err
+
+
+def test_a_quarter_without_any_votes_or_survey_still_reports(tmp_path, tiny_registry):
+    store = SQLiteStore(tmp_path / "votes.db")
+    try:
+        empty = compute_quarter(store, tiny_registry, None, Q3, now=NOW)
+    finally:
+        store.close()
+    assert any("没有终端评价数据" in n for n in empty.notes) and any("λ 取 0" in n for n in empty.notes)
+    assert (empty.counties["flags"] == "样本不足、无评价数据、无基础分").all()
+    for fmt in ("xlsx", "html", "csv"):
+        assert render_report(empty, fmt)
+    assert "没有终端评价数据" in render_report(empty, "html").decode()
