@@ -217,7 +217,7 @@ def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict,
         "count_rows": n_rows,
         "moved_terminals": len(movers),
         "raw_votes_read": raw_votes,
-        "buckets": "day (hour for moved terminals)",
+        "buckets": "按日（季度内移动过的终端按小时，移动所在小时逐票）",
     }
     return wide, info, notes
 

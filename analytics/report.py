@@ -191,7 +191,7 @@ _PARAM_LABELS = {
     "min_n": "最小样本量 min_n", "alpha": "渠道对比显著性水平 α",
 }
 _INPUT_LABELS = {
-    "votes": "计入的终端评价数", "excluded": "剔除的疑似滥用票数", "unregistered_votes": "未登记终端的票数",
+    "votes": "本季度终端评价数（不含剔除）", "excluded": "剔除的疑似滥用票数", "unregistered_votes": "未登记终端的票数",
     "count_rows": "读取的计数行数", "moved_terminals": "季度内移动过的终端数", "raw_votes_read": "逐票读取的票数",
     "buckets": "计数粒度", "survey_answers": "电话回访答复数", "survey_unmatched": "未匹配单位的回访答复数",
     "base_scores": "综合考核得分条数", "terminals": "登记终端数",
