@@ -46,6 +46,7 @@ from .base import (
 
 VOTE, FEED, DEAD, STATUS, COUNTER = "vote", "vote_feed", "dead_letter", "terminal_status", "collector_counter"
 DEFAULT_BUCKET = "manyi"
+ALL_TIME = "1970-01-01T00:00:00Z"   # range start for whole-bucket queries
 DEFAULT_LOOKBACK = timedelta(days=7)
 CHINA_MIDNIGHT_OFFSET = "16h"          # Flux windows align to the epoch (UTC); 16:00 UTC is 00:00 in China
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -193,7 +194,7 @@ def feed_flux(bucket: str, after_us: int | None, limit: int, recent: str = "-24h
 def gaps_flux(bucket: str, device: str | None = None) -> str:
     """Flux that returns, per device, the first stored seq and every seq that follows a hole."""
     return (
-        _source(bucket, "0")
+        _source(bucket, ALL_TIME)
         + f'  |> filter(fn: (r) => r._measurement == "{VOTE}" and r._field == "seq")\n'
         + (_device_filter([device]) if device else "")
         + '  |> group(columns: ["device"])\n'
@@ -399,7 +400,7 @@ class InfluxStore(VoteStore):
 
     def dead_letters(self, limit: int = 100, reason: str | None = None) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
-        flux = _source(self.bucket, "0") + f'  |> filter(fn: (r) => r._measurement == "{DEAD}")\n'
+        flux = _source(self.bucket, ALL_TIME) + f'  |> filter(fn: (r) => r._measurement == "{DEAD}")\n'
         if reason:
             flux += f"  |> filter(fn: (r) => r.reason == {flux_string(reason)})\n"
         flux += ('  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n  |> group()\n'
@@ -410,7 +411,7 @@ class InfluxStore(VoteStore):
 
     def dead_letter_counts(self) -> dict[str, int]:
         """Dead letters by reason (counted on the server)."""
-        flux = (_source(self.bucket, "0")
+        flux = (_source(self.bucket, ALL_TIME)
                 + f'  |> filter(fn: (r) => r._measurement == "{DEAD}" and r._field == "received_us")\n'
                 + '  |> group(columns: ["reason"])\n  |> count()\n')
         return {r["reason"]: int(r["_value"]) for r in sorted(self._query(flux, "dead letter counts"),
@@ -418,14 +419,14 @@ class InfluxStore(VoteStore):
 
     def _vote_summary(self) -> dict[str, dict]:
         """Per device: n, max_seq (server-side reduce), last vote time and last receipt."""
-        flux = (_source(self.bucket, "0")
+        flux = (_source(self.bucket, ALL_TIME)
                 + f'  |> filter(fn: (r) => r._measurement == "{VOTE}" and r._field == "seq")\n'
                 + '  |> group(columns: ["device"])\n'
                 + "  |> reduce(identity: {n: 0, max_seq: 0},\n"
                 + "            fn: (r, accumulator) => ({n: accumulator.n + 1,"
                 + " max_seq: if r._value > accumulator.max_seq then r._value else accumulator.max_seq}))\n")
         summary = {r["device"]: {"n": int(r["n"]), "max_seq": int(r["max_seq"])} for r in self._query(flux, "terminals")}
-        flux = (_source(self.bucket, "0")
+        flux = (_source(self.bucket, ALL_TIME)
                 + f'  |> filter(fn: (r) => r._measurement == "{VOTE}" and (r._field == "time_us" or r._field == "received_us"))\n'
                 + '  |> group(columns: ["device", "_field"])\n  |> max()\n')
         for r in self._query(flux, "terminals"):
@@ -434,12 +435,12 @@ class InfluxStore(VoteStore):
 
     def terminals(self) -> list[TerminalStatus]:
         """Status fields (last value of each; max for the two times) joined with vote summaries."""
-        flux = (_source(self.bucket, "0") + f'  |> filter(fn: (r) => r._measurement == "{STATUS}")\n'
+        flux = (_source(self.bucket, ALL_TIME) + f'  |> filter(fn: (r) => r._measurement == "{STATUS}")\n'
                 + '  |> group(columns: ["device", "_field"])\n  |> last()\n')
         status: dict[str, dict] = {}
         for r in self._query(flux, "terminal status"):
             status.setdefault(r["device"], {})[r["_field"]] = r["_value"]
-        flux = (_source(self.bucket, "0")
+        flux = (_source(self.bucket, ALL_TIME)
                 + f'  |> filter(fn: (r) => r._measurement == "{STATUS}" and (r._field == "last_seen_us" or r._field == "status_at_us"))\n'
                 + '  |> group(columns: ["device", "_field"])\n  |> max()\n')
         for r in self._query(flux, "terminal status"):
@@ -475,12 +476,12 @@ class InfluxStore(VoteStore):
 
     def stats(self) -> dict:
         """Totals for operators (several small server-side aggregations)."""
-        flux = (_source(self.bucket, "0") + f'  |> filter(fn: (r) => r._measurement == "{VOTE}" and r._field == "excluded")\n'
+        flux = (_source(self.bucket, ALL_TIME) + f'  |> filter(fn: (r) => r._measurement == "{VOTE}" and r._field == "excluded")\n'
                 + "  |> group()\n  |> reduce(identity: {n: 0, x: 0}, fn: (r, accumulator) =>"
                 + " ({n: accumulator.n + 1, x: accumulator.x + r._value}))\n")
         rows = self._query(flux, "stats")
         votes, excluded = (int(rows[0]["n"]), int(rows[0]["x"])) if rows else (0, 0)
-        flux = (_source(self.bucket, "0") + f'  |> filter(fn: (r) => r._measurement == "{COUNTER}" and r._field == "duplicates")\n'
+        flux = (_source(self.bucket, ALL_TIME) + f'  |> filter(fn: (r) => r._measurement == "{COUNTER}" and r._field == "duplicates")\n'
                 + "  |> group()\n  |> sum()\n")
         rows = self._query(flux, "stats")
         terminals = self.terminals()
