@@ -27,7 +27,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -306,7 +306,7 @@ def phone_counts(survey: pd.DataFrame, townships: pd.DataFrame, counties: pd.Dat
 
 
 def _attach(units: pd.DataFrame, counts: pd.DataFrame, key: str, columns) -> pd.DataFrame:
-    out = units.merge(counts, left_on=key, right_on=key, how="left") if len(counts) else units.copy()
+    out = units.merge(counts, on=key, how="left") if len(counts) else units.copy()
     for column in columns:
         if column not in out:
             out[column] = 0
