@@ -177,6 +177,26 @@ def test_live_map_shows_a_vote_from_the_broker_without_reload(chain, browser):
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, json.dumps(errors, ensure_ascii=False, indent=1)
 
+    # The unsatisfied vote opened a follow-up case (督办, helper D2's pages): open it and close it.
+    browser.find_element(By.CSS_SELECTOR, "nav a[href='/cases']").click()
+    _wait(lambda: browser.current_url.startswith(f"{base}/cases"), 20, "the case list")
+    links = [a for a in browser.find_elements(By.CSS_SELECTOR, "a[href^='/cases/']")
+             if a.get_attribute("href").rstrip("/").split("/")[-1].isdigit()]
+    assert len(links) == 1
+    links[0].click()
+    case = _wait(lambda: browser.find_elements(By.ID, "case"), 20, "the case page")[0]
+    assert case.get_attribute("data-status") != "closed"
+    assert DEVICE_A in case.text
+    _shot(browser, "case-open")
+    browser.find_element(By.CSS_SELECTOR, "#form-close input[name=reason]").send_keys("已回访，群众表示理解")
+    browser.find_element(By.CSS_SELECTOR, "#form-close button[type=submit]").click()
+    _wait(lambda: browser.find_element(By.ID, "case").get_attribute("data-status") == "closed", 20,
+          "the case to be closed")
+    assert "已回访，群众表示理解" in browser.find_element(By.ID, "case-closed").text
+    _shot(browser, "case-closed")
+    urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert all(u.startswith(base + "/") for u in urls), urls
+
 
 def test_terminals_page_in_the_browser(chain, browser):
     from selenium.webdriver.common.by import By

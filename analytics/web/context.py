@@ -26,9 +26,11 @@ class Resources:
     clock: object = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     county_of: dict = field(default_factory=dict)    # device -> county code cache
+    stopping: threading.Event = field(default_factory=threading.Event)   # set at close: streams end
 
     def close(self) -> None:
-        """Close the store and the center db."""
+        """End the event streams, then close the store and the center db."""
+        self.stopping.set()
         with self.lock:
             for name in ("store", "db"):
                 thing = getattr(self, name)

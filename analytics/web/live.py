@@ -11,6 +11,7 @@ by itself with ``Last-Event-ID`` and resumes exactly after the last vote it got.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ import pandas as pd
 from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request,
                    send_file, stream_with_context, url_for)
 
+from manyi.exc import StoreError
 from manyi.periods import Quarter, day_bounds, to_local, week_bounds
 from manyi.protocol import BASIC, RATING_LABELS, RATINGS, SATISFIED, UNSATISFIED
 
@@ -26,6 +28,7 @@ from . import auth
 from .auth import audit, check_county, current_user, login_required, roles_required, visible_counties
 from .context import county_of, get_clock, get_db, get_registry, get_store, resources
 
+log = logging.getLogger(__name__)
 bp = Blueprint("live", __name__)
 
 PERIODS = {"today": "今日", "week": "本周", "quarter": "本季度"}
@@ -328,13 +331,20 @@ def api_stream():
         latest = store.feed(after=None, limit=1)
         cursor = latest[-1].cursor if latest else None
 
+    stopping = resources().stopping
+
     def events():
         nonlocal cursor
         yield "retry: 2000\n\n"
         started = last_sent = time.monotonic()
         with app.app_context():
-            while time.monotonic() - started < max_seconds:
-                items = store.feed(after=cursor, limit=200)
+            while time.monotonic() - started < max_seconds and not stopping.is_set():
+                try:
+                    items = store.feed(after=cursor, limit=200)
+                except StoreError as exc:
+                    # End this stream; the browser reconnects after `retry` and resumes at its cursor.
+                    log.warning("event stream: store unavailable, ending the stream: %s", exc)
+                    return
                 for item in items:
                     cursor = item.cursor
                     if _visible_item(item, visible):
@@ -348,7 +358,7 @@ def api_stream():
                     yield ": keep-alive\n\n"
                     last_sent = time.monotonic()
                 if len(items) < 200:
-                    time.sleep(poll)
+                    stopping.wait(poll)
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
