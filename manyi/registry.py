@@ -421,13 +421,15 @@ class Registry:
         return sorted((a for a in self.assignments if a.device == device), key=lambda a: a.valid_from)
 
     def _by_device(self) -> dict[str, list[Assignment]]:
+        # Cached per list object and length; retire()/reassign() drop the cache explicitly.
+        key = (id(self.assignments), len(self.assignments))
         index = self.__dict__.get("_device_index")
-        if index is None or self.__dict__.get("_device_index_n") != len(self.assignments):
+        if index is None or self.__dict__.get("_device_index_key") != key:
             index = {}
             for assignment in sorted(self.assignments, key=lambda a: a.valid_from):
                 index.setdefault(assignment.device, []).append(assignment)
             self.__dict__["_device_index"] = index
-            self.__dict__["_device_index_n"] = len(self.assignments)
+            self.__dict__["_device_index_key"] = key
         return index
 
     def locate(self, device: str, at: datetime) -> Location | None:
@@ -498,6 +500,7 @@ class Registry:
                                       f"window {window_id} still has terminal {assignment.device}; move or retire it first")])
         self.retire(device, at)
         self.assignments.append(Assignment(device, window_id, at, None, note))
+        self.__dict__.pop("_device_index", None)
         return self
 
     def retire(self, device: str, at: datetime) -> "Registry":
@@ -509,6 +512,7 @@ class Registry:
                     raise RegistryError([("assignments.csv", 0, "valid_from",
                                           f"{device} cannot move at {format_moment(at)}: its assignment starts later")])
                 self.assignments[index] = Assignment(device, assignment.window_id, assignment.valid_from, at, assignment.note)
+        self.__dict__.pop("_device_index", None)
         return self
 
     def summary(self) -> dict:

@@ -217,3 +217,12 @@ def test_reassign_refuses_an_occupied_window(tiny_registry):
 def test_registry_json_summary(heze):
     summary = heze.summary()
     assert json.loads(json.dumps(summary))["townships"] == 167
+
+
+def test_retire_takes_effect_on_a_registry_already_queried(tiny_registry):
+    device = "hz-371702001-w01"
+    assert tiny_registry.current_location(device) is not None      # builds the lookup index
+    tiny_registry.retire(device, china(2026, 5, 1))
+    assert tiny_registry.current_location(device) is None
+    assert tiny_registry.locate(device, china(2026, 4, 30)) is not None
+    assert tiny_registry.locate(device, china(2026, 5, 1)) is None
