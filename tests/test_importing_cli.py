@@ -115,3 +115,22 @@ def test_cli_module_and_registry_import_only_the_standard_library():
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_command_of_this_part_is_documented():
+    import argparse
+    from pathlib import Path
+
+    from manyi.cli import build_parser
+
+    docs = "".join((Path(__file__).parent.parent / "docs" / name).read_text(encoding="utf-8")
+                   for name in ("registry.md", "imports.md"))
+    top = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("registry", "survey", "scores"):
+        sub = next(a for a in top.choices[command]._actions if isinstance(a, argparse._SubParsersAction))
+        for action, parser in sub.choices.items():
+            assert f"manyi {command} {action}" in docs, f"manyi {command} {action} is not documented"
+            for option in parser._actions:
+                for flag in option.option_strings:
+                    if flag.startswith("--") and flag != "--help":
+                        assert flag in docs, f"{flag} of manyi {command} {action} is not documented"
