@@ -290,3 +290,17 @@ def test_db_file_is_a_plain_sqlite_file(center_db, heze, tmp_path):
     import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
     with sqlite3.connect(tmp_path / "center.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM survey_answers").fetchone()[0] == 8
+
+
+def test_replace_with_an_unreadable_file_keeps_the_survey(center_db, heze):
+    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
+    with pytest.raises(ImportFileError):
+        import_survey(center_db, heze, b"PK\x03\x04broken", Q3, filename="new.xlsx", replace=True)
+    assert counts_dict(survey_counts(center_db, Q3)) == expected_counts()
+
+
+def test_semicolon_and_tab_separated_files(center_db, heze):
+    for sep in (";", "\t"):
+        text = sep.join(("日期", "县区", "评价")) + "\n" + sep.join(("2026-07-01", "曹县", "满意")) + "\n"
+        report = import_survey(center_db, heze, text.encode("gbk"), Q3, filename="s.csv", replace=True)
+        assert report.imported == 1 and not report.rejected, sep
