@@ -1,0 +1,286 @@
+"""The publisher: sends the outbox over MQTT 5 and deletes a vote only when the broker acknowledged it.
+
+One paho client per terminal, client id = username = device id, a persistent session
+(clean_start=False with a session expiry), QoS 1, reconnect with back-off. Votes go
+out in seq order with a bounded number in flight. A PUBACK with a success reason code
+deletes the row; a reason code >= 0x80 (e.g. 0x87 not authorised by the broker's ACL)
+moves it to the poisoned table, where it stays, counted in the status and shown on
+the LEDs. The retained status message is published on connect, on every heartbeat
+and after a config change; the will publishes ``online: false``. Settings from the
+retained config topic are applied at run time and reported in ``config_applied``.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections import deque
+from datetime import datetime
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from manyi import __version__
+from manyi.clock import SystemClock
+from manyi.exc import ProtocolError
+from manyi.protocol import CHINA_TZ, Status, config_topic, format_timestamp, parse_config, status_topic, vote_topic
+
+from .config import TerminalSettings
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+RESEND_SECONDS = 30.0
+
+
+class Publisher:
+    """Moves votes from an Outbox to the broker; owns the terminal's MQTT client.
+
+    ``status_fields()`` returns the terminal's part of the status (Terminal.status_fields);
+    ``on_change()`` is called after acknowledgements, poisonings and config changes (the
+    terminal's LED refresh). ``clock`` drives heartbeats and the resend watchdog.
+    ``netloop`` (a :class:`~device.netloop.NetworkLoop`) shares one network thread between
+    many publishers; without it the client runs paho's own thread (``loop_start``).
+    """
+
+    def __init__(self, settings: TerminalSettings, outbox: Outbox, *, clock=None,
+                 status_fields: Callable[[], dict] | None = None, on_change: Callable[[], None] | None = None,
+                 firmware: str = __version__, boot_time: datetime | None = None, netloop=None):
+        self.netloop = netloop
+        self.settings = settings
+        self.outbox = outbox
+        self.clock = clock or SystemClock()
+        self.device = settings.device_id
+        self.status_fields = status_fields or self._outbox_status
+        self.on_change = on_change
+        self.firmware = firmware
+        self.boot_time = format_timestamp((boot_time or self.clock.now()).astimezone(CHINA_TZ))
+        self.topic = vote_topic(self.device)
+        self.acked = 0
+        self.poisoned = 0
+        self.duplicate_acks = 0
+        self.config_applied: dict = {}
+        self.config_rejected: dict = {}
+        self.connected = threading.Event()
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._acks: deque = deque()
+        self._dirty = False
+        self._inflight: dict[int, int] = {}       # mid -> seq
+        self._sent_upto = 0                       # highest seq handed to paho
+        self._inflight_since = 0.0
+        self._next_heartbeat = float("inf")
+        self._stopping = False
+        self.client = self._make_client()
+
+    # -- client ---------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device, protocol=mqtt.MQTTv5)
+        if s.username or s.password:
+            client.username_pw_set(s.username, s.password)
+        if s.tls_ca:
+            client.tls_set(ca_certs=str(s.tls_ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.will_set(status_topic(self.device), Status(self.device, online=False).to_json(), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=max(1, int(s.reconnect_min_seconds)),
+                                   max_delay=max(1, int(s.reconnect_max_seconds)))
+        client.max_inflight_messages_set(max(s.inflight, 1) + 10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        """Connect in the background (retrying with back-off) and start the network thread."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry
+        self.client.connect_async(self.settings.broker_host, self.settings.broker_port,
+                                  keepalive=self.settings.keepalive, clean_start=False, properties=props)
+        if self.netloop is not None:
+            self.netloop.add(self.client, min_delay=self.settings.reconnect_min_seconds,
+                             max_delay=self.settings.reconnect_max_seconds)
+        else:
+            self.client.loop_start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish the offline status, disconnect and stop the network thread."""
+        self.begin_stop(timeout)
+        self.finish_stop()
+
+    def finish_stop(self) -> None:
+        """Second half of :meth:`stop`: stop the network thread (or leave the shared loop)."""
+        if self.netloop is not None:
+            self.netloop.remove(self.client)
+        else:
+            self.client.loop_stop()
+
+    def begin_stop(self, timeout: float = 5.0) -> None:
+        """First half of :meth:`stop` (lets the simulator disconnect many clients in parallel)."""
+        self._stopping = True
+        if self.connected.is_set():
+            info = self.client.publish(status_topic(self.device), Status(self.device, online=False).to_json(),
+                                       qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+
+    # -- callbacks (network thread) ---------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("%s: broker refused the connection: %s", self.device, reason_code)
+            return
+        self.connections += 1
+        self.connected.set()
+        self._inflight_since = self.clock.monotonic()
+        client.subscribe(config_topic(self.device), qos=1)
+        self.publish_status()
+        self.wake()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self._stopping:
+            log.info("%s: disconnected (%s); reconnecting with back-off", self.device, reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # Called with paho's message lock held: only queue the ack here; see _drain for the rest.
+        self._acks.append((mid, reason_code.value, str(reason_code)))
+        self._drain()
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            self.apply_config(message.payload)
+        except Exception:  # noqa: BLE001 - one bad message must never kill the network loop
+            log.exception("%s: config message on %s could not be applied", self.device, message.topic)
+
+    # -- the outbox pump --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """A new vote is in the outbox: publish what the window allows."""
+        self._dirty = True
+        self._drain()
+
+    def _drain(self) -> None:
+        # Never block on our lock: the network thread calls this with paho's lock held, while
+        # another thread may hold ours and be waiting for paho's. Whoever holds the lock loops
+        # until no ack and no wake-up is left behind.
+        changed = False
+        while self._acks or self._dirty:
+            if not self._lock.acquire(blocking=False):
+                break
+            try:
+                self._dirty = False
+                changed |= self._process_acks()
+                self._fill()
+            finally:
+                self._lock.release()
+        if changed and self.on_change is not None:
+            self.on_change()
+
+    def _process_acks(self) -> bool:
+        changed = False
+        while self._acks:
+            mid, code, reason = self._acks.popleft()
+            seq = self._inflight.pop(mid, None)
+            if seq is None:
+                continue
+            if code >= 0x80:
+                at = format_timestamp(self.clock.now().astimezone(CHINA_TZ))
+                if self.outbox.poison(seq, code, reason, at):
+                    self.poisoned += 1
+                    changed = True
+                    log.error("%s: broker refused vote seq %d (reason code 0x%02x %s); kept as poisoned",
+                              self.device, seq, code, reason)
+            elif self.outbox.acknowledge(seq):
+                self.acked += 1
+            else:
+                self.duplicate_acks += 1
+            self._inflight_since = self.clock.monotonic()
+        return changed
+
+    def _fill(self) -> None:
+        if not self.connected.is_set() or self._stopping:
+            return
+        room = self.settings.inflight - len(self._inflight)
+        if room <= 0:
+            return
+        if not self._inflight:
+            self._inflight_since = self.clock.monotonic()
+        for row in self.outbox.pending(after=self._sent_upto, limit=room):
+            info = self.client.publish(self.topic, row.payload, qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.warning("%s: publish of seq %d failed locally (%s); will retry", self.device, row.seq, info.rc)
+                break
+            self._inflight[info.mid] = row.seq
+            self._sent_upto = row.seq
+
+    def tick(self) -> None:
+        """Heartbeat and resend watchdog; the run loop calls this often (cheap when idle)."""
+        now = self.clock.monotonic()
+        if self.connected.is_set() and now >= self._next_heartbeat:
+            self.publish_status()
+        with self._lock:
+            if self._inflight and self.connected.is_set() and now - self._inflight_since > RESEND_SECONDS:
+                # Unacknowledged for too long (e.g. a lost session): send again from the oldest pending vote.
+                log.warning("%s: %d votes unacknowledged for %.0f s; resending", self.device,
+                            len(self._inflight), now - self._inflight_since)
+                self._inflight.clear()
+                self._sent_upto = 0
+                self._dirty = True
+        self._drain()
+        if self.outbox.depth and not self._inflight:
+            self.wake()
+
+    # -- status and config ------------------------------------------------------------------------
+
+    def _outbox_status(self) -> dict:
+        return {"outbox_depth": self.outbox.depth, "last_seq": self.outbox.last_seq,
+                "repeats_ignored": self.outbox.repeats, "poisoned": self.outbox.poisoned_count,
+                "outbox_full": self.outbox.full}
+
+    def status(self) -> Status:
+        """The current online status message."""
+        fields = dict(self.status_fields())
+        return Status(device=self.device, online=True, firmware=self.firmware, boot_time=self.boot_time,
+                      config_applied=dict(self.config_applied),
+                      sent_at=format_timestamp(self.clock.now().astimezone(CHINA_TZ)), **fields)
+
+    def publish_status(self) -> None:
+        """Publish the retained online status now and schedule the next heartbeat."""
+        self._next_heartbeat = self.clock.monotonic() + self.settings.heartbeat_seconds
+        self.client.publish(status_topic(self.device), self.status().to_json(), qos=1, retain=True)
+
+    def apply_config(self, payload: bytes) -> dict:
+        """Apply the valid settings of a config message; return what was applied.
+
+        Unknown keys and out-of-range values are ignored and logged; an empty payload
+        (a cleared retained message) changes nothing.
+        """
+        if not payload:
+            return {}
+        try:
+            valid, rejected = parse_config(payload)
+        except ProtocolError as exc:
+            log.warning("%s: config message ignored: %s", self.device, exc)
+            self.config_rejected = {"message": exc.reason}
+            return {}
+        for key, value in valid.items():
+            setattr(self.settings, key, value)
+        self.config_applied.update(valid)
+        self.config_rejected = rejected
+        if rejected:
+            log.warning("%s: config keys ignored: %s", self.device, rejected)
+        log.info("%s: config applied: %s", self.device, valid)
+        if self.on_change is not None:
+            self.on_change()
+        if self.connected.is_set():
+            self.publish_status()
+        return valid

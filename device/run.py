@@ -1,0 +1,55 @@
+"""Run one real terminal: build it from settings and loop until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from manyi.clock import SystemClock
+from manyi.exc import ConfigError
+
+from .config import TerminalSettings
+from .outbox import Outbox
+from .publisher import Publisher
+from .terminal import ClockCheck, Terminal
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.02
+
+
+def run_terminal(settings: TerminalSettings, *, stop: threading.Event, pin_factory=None, clock=None,
+                 clock_check: ClockCheck | None = None, mock_presses=()) -> None:
+    """Run the terminal until ``stop`` is set: LEDs refreshed every 20 ms, heartbeats, clock checks.
+
+    ``mock_presses`` (a test hook) presses those keys through mock pins once running.
+    """
+    clock = clock or SystemClock()
+    clock_check = clock_check or ClockCheck()
+    clock_check.refresh(clock.monotonic())
+    outbox = Outbox(settings.outbox_path, settings.device_id, limit=settings.outbox_limit,
+                    synchronous=settings.outbox_synchronous)
+    terminal = Terminal(settings, outbox, pin_factory=pin_factory, clock=clock, clock_ok=clock_check)
+    publisher = Publisher(settings, outbox, clock=clock, status_fields=terminal.status_fields,
+                          on_change=terminal.tick)
+    terminal.on_vote = lambda _vote: publisher.wake()
+    log.info("%s: terminal running; outbox %s holds %d votes, last seq %d", settings.device_id,
+             settings.outbox_path, outbox.depth, outbox.last_seq)
+    publisher.start()
+    try:
+        for rating in mock_presses:
+            key = terminal.keys.get(rating)
+            if key is None or not hasattr(key.pin, "drive_low"):
+                raise ConfigError(f"--mock-press {rating!r} needs GPIOZERO_PIN_FACTORY=mock and a rating "
+                                  f"(satisfied, basic, unsatisfied)")
+            key.pin.drive_low()
+            key.pin.drive_high()
+            print(f"pressed {rating}: outbox depth {outbox.depth}, last seq {outbox.last_seq}", flush=True)
+        while not stop.wait(TICK_SECONDS):
+            clock_check.refresh(clock.monotonic())
+            terminal.tick()
+            publisher.tick()
+    finally:
+        publisher.stop()
+        terminal.close()
+        outbox.close()
