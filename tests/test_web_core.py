@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 
+import pytest
+
 from analytics.web import BLUEPRINTS, create_app
 
 
@@ -97,3 +99,55 @@ def test_unknown_page_is_a_chinese_404(client, auth):
     assert "页面不存在" in response.get_data(as_text=True)
     assert client.get("/api/v1/no-such").json["error"] == "页面不存在"
 
+
+
+def test_settings_from_the_environment_are_typed(tmp_path, heze, monkeypatch):
+    from analytics.web import env_config
+    from manyi.exc import ConfigError
+    assert env_config({"MANYI_WEB_SILENT_MINUTES": "30", "MANYI_WEB_SESSION_COOKIE_SECURE": "no",
+                       "MANYI_WEB_STREAM_POLL_SECONDS": "0.5", "MANYI_WEB_CENTER_DB": "/x/c.db"}) == {
+        "SILENT_MINUTES": 30, "SESSION_COOKIE_SECURE": False, "STREAM_POLL_SECONDS": 0.5, "CENTER_DB": "/x/c.db"}
+    with pytest.raises(ConfigError, match="MANYI_WEB_SILENT_MINUTES"):
+        env_config({"MANYI_WEB_SILENT_MINUTES": "soon"})
+    monkeypatch.setenv("MANYI_WEB_OFFLINE_MINUTES", "3")
+    app = create_app({"TESTING": True, "CENTER_DB": str(tmp_path / "c.db"), "REGISTRY": heze})
+    assert app.config["OFFLINE_MINUTES"] == 3
+
+
+def test_manyi_serve_runs_waitress_with_a_kept_secret(tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    from manyi.broker import free_port, wait_for_port
+    port = free_port()
+    db = tmp_path / "var" / "center.db"
+    proc = subprocess.Popen([sys.executable, "-m", "manyi", "serve", "--store", f"sqlite:///{tmp_path / 'v.db'}",
+                             "--db", str(db), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as response:
+            assert response.status == 200
+            cookie = response.headers["Set-Cookie"]
+            assert "登录" in response.read().decode("utf-8")
+        assert "HttpOnly" in cookie and "Secure" not in cookie       # plain http on loopback
+        secret = db.parent / "web-secret.key"
+        assert len(secret.read_text().strip()) == 64 and (secret.stat().st_mode & 0o077) == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def test_serve_config_cookie_secure_outside_loopback(tmp_path):
+    import argparse
+
+    from analytics.web.cli import build_config
+    args = argparse.Namespace(store=None, db=str(tmp_path / "c.db"), registry=None, host="0.0.0.0",
+                              cookie_secure="auto", secret_file=None, no_workers=False)
+    assert build_config(args)["SESSION_COOKIE_SECURE"] is True
+    args.host = "127.0.0.1"
+    assert build_config(args)["SESSION_COOKIE_SECURE"] is False
+    args.cookie_secure = "yes"
+    assert build_config(args)["SESSION_COOKIE_SECURE"] is True
+    assert build_config(args)["SECRET_KEY"] == build_config(args)["SECRET_KEY"]

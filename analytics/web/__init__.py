@@ -55,10 +55,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Build the control-center app; ``test_config`` overrides DEFAULTS and MANYI_WEB_* settings."""
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
-    for key in ("STORE_URL", "CENTER_DB", "REGISTRY_PATH", "SECRET_KEY"):
-        value = os.environ.get(f"MANYI_WEB_{key}")
-        if value:
-            app.config[key] = value
+    app.config.update(env_config(os.environ))
     if test_config:
         app.config.from_mapping(test_config)
     if not app.config.get("SECRET_KEY"):
@@ -75,8 +72,25 @@ def create_app(test_config: dict | None = None) -> Flask:
     for name in BLUEPRINTS:
         _register(app, name)
     _error_handlers(app)
-    app.teardown_appcontext(lambda exc: None)
     return app
+
+
+def env_config(environ) -> dict:
+    """Settings from ``MANYI_WEB_<KEY>`` variables (e.g. MANYI_WEB_SILENT_MINUTES=30), typed like DEFAULTS."""
+    from manyi.exc import ConfigError
+    from manyi.settings import _coerce
+
+    values = {}
+    for key in (*DEFAULTS, "SECRET_KEY"):
+        text = environ.get(f"MANYI_WEB_{key}")
+        if not text:
+            continue
+        default = DEFAULTS.get(key)
+        if isinstance(default, timedelta):
+            raise ConfigError(f"MANYI_WEB_{key} cannot be set from the environment")
+        kind = type(default) if default is not None else str
+        values[key] = _coerce(key, kind, text, f"environment MANYI_WEB_{key}")
+    return values
 
 
 def _register(app: Flask, name: str) -> None:
