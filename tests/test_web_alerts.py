@@ -123,3 +123,18 @@ def test_api_token_scoping(client, burst_a, api_token):
     assert client.post("/api/v1/alerts/1/ack", headers=headers).status_code == 403
     headers = {"Authorization": f"Bearer {api_token('county')}"}
     assert client.post("/api/v1/alerts/1/ack", headers=headers).get_json()["ack_by"] == "county"
+
+
+def test_feature_api_paths_are_in_the_openapi_document(client, auth):
+    auth.login("admin")
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    for path in ("/api/v1/cases", "/api/v1/cases/{case_id}", "/api/v1/cases/{case_id}/{action}", "/api/v1/alerts",
+                 "/api/v1/alerts/{alert_id}/ack", "/api/v1/alert-rules", "/api/v1/drill", "/api/v1/drill/{level}/{code}",
+                 "/api/v1/rankings", "/api/v1/imports", "/api/v1/imports/{kind}"):
+        assert path in paths, path
+    # every /api/v1 rule of the feature blueprints is documented
+    rules = {r.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+             for r in client.application.url_map.iter_rules()
+             if r.endpoint.split(".")[0] in ("cases", "alerts", "drill", "rankings", "imports")
+             and r.rule.startswith("/api/v1")}
+    assert rules <= set(paths), rules - set(paths)
