@@ -49,6 +49,7 @@ def app(tmp_path, clock, heze):
         "SESSION_COOKIE_SECURE": False,
         "STREAM_MAX_SECONDS": 1.0,
         "STREAM_POLL_SECONDS": 0.05,
+        "MAP_CACHE_SECONDS": 0.0,
     })
     db = get_db(app)
     for username, (role, county) in USERS.items():

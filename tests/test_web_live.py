@@ -238,3 +238,16 @@ def test_hostile_registry_names_are_escaped(hostile_app):
     assert item["hall_name"] == HOSTILE
     live_js = client.get("/static/live.js").get_data(as_text=True)
     assert "innerHTML" not in live_js and "insertAdjacentHTML" not in live_js
+
+
+def test_map_results_are_shared_briefly_per_scope(app, votes, web_store, clock):
+    app.config["MAP_CACHE_SECONDS"] = 60
+    city = _client(app, "city")
+    first = city.get("/api/v1/map?figure=0").json
+    write_votes(web_store, [(DEVICE_A, "satisfied", clock.now())])
+    assert city.get("/api/v1/map?figure=0").json == first          # within the cache time
+    county = _client(app, "county").get("/api/v1/map?figure=0").json
+    assert [c["code"] for c in county["counties"]] == ["371702"]     # another scope, its own result
+    assert county["counties"][0]["n"] == 6
+    app.config["MAP_CACHE_SECONDS"] = 0
+    assert {c["code"]: c["n"] for c in city.get("/api/v1/map?figure=0").json["counties"]}["371702"] == 6

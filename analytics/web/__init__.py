@@ -46,6 +46,7 @@ DEFAULTS = dict(
     LOGIN_WINDOW_SECONDS=15 * 60,
     STREAM_POLL_SECONDS=0.3,            # how often an SSE stream polls store.feed()
     STREAM_MAX_SECONDS=300.0,           # a stream ends after this; EventSource reconnects with Last-Event-ID
+    MAP_CACHE_SECONDS=3.0,              # /api/v1/map results shared by users of one scope for this long
     SILENT_MINUTES=60,                  # online, hall open, and no vote for this long -> "silent"
     OFFLINE_MINUTES=10,                 # no status or vote for this long -> treated as offline
 )

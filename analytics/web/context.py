@@ -26,6 +26,7 @@ class Resources:
     clock: object = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     county_of: dict = field(default_factory=dict)    # device -> county code cache
+    map_cache: dict = field(default_factory=dict)    # (period, figure, scope) -> (monotonic, payload)
     stopping: threading.Event = field(default_factory=threading.Event)   # set at close: streams end
 
     def close(self) -> None:

@@ -288,16 +288,29 @@ def user_action(username: str, action: str):
 @login_required
 def api_map():
     """County and hall figures for a period, with the ready-to-draw plotly figure."""
-    from analytics.charts import county_map
     period = request.args.get("period", "today")
+    with_figure = request.args.get("figure", "1") != "0"
+    visible = visible_counties()
+    # Every open map page redraws after new votes: users of the same scope share one result for a few seconds.
+    key = (period, with_figure, None if visible is None else tuple(sorted(visible)))
+    cache, ttl = resources().map_cache, float(current_app.config["MAP_CACHE_SECONDS"])
+    hit = cache.get(key)
+    if hit and time.monotonic() - hit[0] < ttl:
+        return jsonify(hit[1])
+    data = _map_payload(period, with_figure, visible)
+    cache[key] = (time.monotonic(), data)
+    return jsonify(data)
+
+
+def _map_payload(period: str, with_figure: bool, visible: set[str] | None) -> dict:
+    from analytics.charts import county_map
     now = get_clock().now()
     start, end = period_bounds(period, now)
     store, registry = get_store(), get_registry()
-    counties, halls = map_data(store, registry, start, end, visible_counties(), _offline_devices(store, now))
-    figure = county_map(counties, _geojson(), halls) if request.args.get("figure", "1") != "0" else None
-    return jsonify(period=period, period_label=PERIODS[period], start=start.isoformat(), end=end.isoformat(),
-                   generated_at=to_local(now).isoformat(timespec="seconds"),
-                   counties=_records(counties), halls=_records(halls), figure=figure)
+    counties, halls = map_data(store, registry, start, end, visible, _offline_devices(store, now))
+    return dict(period=period, period_label=PERIODS[period], start=start.isoformat(), end=end.isoformat(),
+                generated_at=to_local(now).isoformat(timespec="seconds"), counties=_records(counties),
+                halls=_records(halls), figure=county_map(counties, _geojson(), halls) if with_figure else None)
 
 
 @bp.route("/api/v1/feed")
