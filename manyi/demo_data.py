@@ -1,0 +1,241 @@
+"""Simulated history for the demo: past quarters of votes, a 12333 survey and composite scores.
+
+Everything here is SIMULATED (fixed seed :data:`SEED`) and marked so: the survey rows
+carry :data:`SIMULATED_NOTE` in their 备注 column, the import file names start with
+``模拟数据``, and the demo prints it. Nothing here is used outside ``manyi run``.
+
+* :func:`propensities` gives every sample terminal a satisfaction propensity (county
+  level + township + window variation, a few weak windows), the same numbers the live
+  simulator presses with (``manyi simulate --devices FILE``, second column).
+* :func:`seed_votes` writes office-day votes of a time range straight into the vote
+  store through its interface (``store.write`` in batches), seq 1.. per terminal, and
+  returns each terminal's last seq so the live simulator continues after it.
+* :func:`survey_csv` and :func:`scores_csv` make files in the formats the control
+  center imports (analytics.survey / analytics.scores), so the demo goes through the
+  real import code.
+"""
+
+from __future__ import annotations
+
+import io
+import csv
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .periods import CHINA_TZ, Quarter
+from .protocol import BASIC, SATISFIED, UNSATISFIED, format_timestamp
+
+SEED = 20261122
+SIMULATED_NOTE = "模拟数据（演示用）"
+SIMULATED_FILE_PREFIX = "模拟数据"
+# Office hours of the sample halls (manyi.registry.DEFAULT_OPENING_HOURS), in minutes after midnight.
+OPEN_SPANS = ((9 * 60, 12 * 60), (13 * 60 + 30, 17 * 60 + 30))
+OPEN_MINUTES = sum(end - start for start, end in OPEN_SPANS)
+
+
+def pick_rating(rng: random.Random, propensity: float) -> str:
+    """Satisfied with probability ``propensity``; the rest 60 % basic, 40 % unsatisfied (as device.simulate)."""
+    u = rng.random()
+    if u < propensity:
+        return SATISFIED
+    return BASIC if u < propensity + (1 - propensity) * 0.6 else UNSATISFIED
+
+
+def propensities(registry, seed: int = SEED) -> dict[str, float]:
+    """Satisfaction propensity 0..1 of every device with a current window, reproducible from ``seed``.
+
+    County levels differ (0.70..0.92), townships and windows vary around them, and about
+    one window in forty is weak (0.35..0.55), so rankings, cases and alerts have content.
+    """
+    rng = random.Random(seed)
+    county_level = {code: rng.uniform(0.70, 0.92) for code in sorted(registry.counties)}
+    township_offset: dict[str, float] = {}
+    result: dict[str, float] = {}
+    for device in sorted(registry.devices()):
+        location = registry.current_location(device)
+        if location is None:
+            continue
+        base = county_level.get(location.county_code, 0.8)
+        key = location.township_code or location.hall_id
+        if key not in township_offset:
+            township_offset[key] = rng.gauss(0.0, 0.04)
+        value = base + township_offset[key] + rng.gauss(0.0, 0.03)
+        if rng.random() < 0.025:
+            value = rng.uniform(0.35, 0.55)
+        result[device] = round(min(0.98, max(0.30, value)), 3)
+    return result
+
+
+def write_devices_file(path: str | Path, props: dict[str, float]) -> Path:
+    """The simulator's devices file: ``device propensity`` per line, marked simulated."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {SIMULATED_NOTE}: every terminal of the Heze sample registry and its satisfaction propensity"]
+    lines += [f"{device} {value:.3f}" for device, value in sorted(props.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def office_days(start: date, end: date) -> Iterator[date]:
+    """Monday-to-Friday days with start <= day < end (public holidays are not modelled)."""
+    day = start
+    while day < end:
+        if day.weekday() < 5:
+            yield day
+        day += timedelta(days=1)
+
+
+def _office_moment(day: date, minute: float) -> datetime:
+    """The instant ``minute`` minutes into the day's opening hours (China time)."""
+    for begin, finish in OPEN_SPANS:
+        if minute < finish - begin:
+            return datetime.combine(day, time(), CHINA_TZ) + timedelta(minutes=begin + minute)
+        minute -= finish - begin
+    return datetime.combine(day, time(), CHINA_TZ) + timedelta(minutes=OPEN_SPANS[-1][1] - 1)
+
+
+@dataclass
+class VoteSeeding:
+    """What :func:`seed_votes` wrote."""
+
+    votes: int = 0
+    burst_votes: int = 0
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+
+def simulated_votes(props: dict[str, float], start: datetime, end: datetime, *, votes_per_day: float,
+                    seed: int = SEED, first_seq: dict[str, int] | None = None, bursts: int = 3) -> Iterator:
+    """StoredVote objects of office days in [start, end), per day in device order, seqs continuing ``first_seq``.
+
+    ``bursts`` terminals get one burst of unsatisfied presses in the range, flagged as
+    misuse (FLAG_BURST) as the collector would flag them.
+    """
+    from collector.stores import FLAG_BURST, StoredVote
+
+    rng = random.Random(f"{seed}:{start.isoformat()}")
+    seq = dict(first_seq or {})
+    days = list(office_days(start.astimezone(CHINA_TZ).date(), end.astimezone(CHINA_TZ).date()))
+    devices = sorted(props)
+    burst_plan = {}
+    if days and bursts:
+        for device in rng.sample(devices, min(bursts, len(devices))):
+            burst_plan[device] = rng.choice(days)
+    for day in days:
+        for device in devices:
+            n = max(0, round(rng.gauss(votes_per_day, math.sqrt(votes_per_day))))
+            minutes = sorted(rng.uniform(0, OPEN_MINUTES) for _ in range(n))
+            events = [(_office_moment(day, m), pick_rating(rng, props[device]), frozenset()) for m in minutes]
+            if burst_plan.get(device) == day:
+                at = _office_moment(day, rng.uniform(0, OPEN_MINUTES - 5))
+                events += [(at + timedelta(seconds=3.5 * i), UNSATISFIED, frozenset({FLAG_BURST})) for i in range(8)]
+                events.sort(key=lambda e: e[0])
+            for moment, rating, flags in events:
+                if not start <= moment < end:
+                    continue
+                seq[device] = seq.get(device, 0) + 1
+                received = moment + timedelta(seconds=rng.uniform(0.05, 2.0))
+                yield StoredVote(device=device, seq=seq[device], rating=rating, time=moment, received_at=received,
+                                 pressed_at=format_timestamp(moment), clock_ok=True, flags=flags)
+
+
+def seed_votes(store, props: dict[str, float], start: datetime, end: datetime, *, votes_per_day: float = 2.0,
+               seed: int = SEED, batch: int = 5000, progress: Callable[[int], None] | None = None) -> VoteSeeding:
+    """Write simulated votes of [start, end) into ``store`` in batches; return counts and last seqs."""
+    result = VoteSeeding()
+    pending = []
+    for vote in simulated_votes(props, start, end, votes_per_day=votes_per_day, seed=seed):
+        pending.append(vote)
+        result.last_seq[vote.device] = vote.seq
+        result.burst_votes += bool(vote.flags)
+        if len(pending) >= batch:
+            result.votes += store.write(pending).inserted
+            pending = []
+            if progress:
+                progress(result.votes)
+    if pending:
+        result.votes += store.write(pending).inserted
+    return result
+
+
+def _fake_phone(rng: random.Random) -> str:
+    return f"1{rng.choice('3578')}{rng.randint(0, 9)}{rng.randint(0, 99999999):08d}"
+
+
+def survey_csv(registry, props: dict[str, float], quarter: Quarter, *, seed: int = SEED,
+               per_township: int = 36, per_county: int = 40, until: datetime | None = None) -> bytes:
+    """A simulated 12333 phone survey of ``quarter`` as CSV (UTF-8), in the survey import's format.
+
+    Phone answers follow each township's mean terminal propensity a little lower (people
+    are more critical on the phone); some answers are 不了解 (excluded from the sample).
+    Call dates fall in the quarter, before ``until`` when given.
+    """
+    rng = random.Random(f"{seed}:survey:{quarter}")
+    first = quarter.start.astimezone(CHINA_TZ).date()
+    last = ((until or quarter.end) - timedelta(seconds=1)).astimezone(CHINA_TZ).date()
+    days = list(office_days(first, last + timedelta(days=1))) or [first]
+    by_unit: dict[tuple[str, str], list[float]] = {}
+    for device, value in props.items():
+        location = registry.current_location(device)
+        if location is None:
+            continue
+        by_unit.setdefault(("county", location.county_code), []).append(value)
+        if location.township_code:
+            by_unit.setdefault(("township", location.township_code), []).append(value)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["日期", "手机号", "单位代码", "评价", "备注"])
+    for (level, code), values in sorted(by_unit.items()):
+        mean = sum(values) / len(values) - 0.03 + rng.gauss(0, 0.03)
+        n = per_township if level == "township" else per_county
+        for _ in range(max(1, round(rng.gauss(n, n ** 0.5)))):
+            if rng.random() < 0.05:
+                answer = "不了解"
+            else:
+                rating = pick_rating(rng, min(0.98, max(0.2, mean)))
+                answer = {SATISFIED: rng.choice(("满意", "非常满意")), BASIC: "基本满意", UNSATISFIED: "不满意"}[rating]
+            day = rng.choice(days)
+            writer.writerow([f"{day.isoformat()} {rng.randint(9, 17):02d}:{rng.randint(0, 59):02d}",
+                             _fake_phone(rng), code, answer, SIMULATED_NOTE])
+    return out.getvalue().encode("utf-8")
+
+
+def scores_csv(registry, quarter: Quarter, *, seed: int = SEED) -> bytes:
+    """Simulated composite assessment scores (70..98) of every county and township, as CSV."""
+    rng = random.Random(f"{seed}:scores:{quarter}")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["代码", "综合考核得分"])
+    for code in sorted(registry.counties):
+        writer.writerow([code, round(rng.uniform(78, 96), 1)])
+    for code in sorted(registry.townships):
+        writer.writerow([code, round(rng.uniform(70, 98), 1)])
+    return out.getvalue().encode("utf-8")
+
+
+def seed_center(db, registry, props: dict[str, float], quarters: list[Quarter], *, now: datetime,
+                seed: int = SEED) -> list:
+    """Import a simulated survey and simulated scores of each quarter through the real imports."""
+    from analytics.scores import import_scores
+    from analytics.survey import import_survey
+
+    reports = []
+    for quarter in quarters:
+        until = min(now, quarter.end)
+        reports.append(import_survey(db, registry, survey_csv(registry, props, quarter, seed=seed, until=until), quarter,
+                                     filename=f"{SIMULATED_FILE_PREFIX}-12333回访-{quarter}.csv", replace=True))
+        reports.append(import_scores(db, registry, scores_csv(registry, quarter, seed=seed), quarter,
+                                     filename=f"{SIMULATED_FILE_PREFIX}-综合考核得分-{quarter}.csv", replace=True))
+    return reports
+
+
+def history_quarters(now: datetime, past: int) -> list[Quarter]:
+    """The ``past`` quarters before the current one, then the current one, oldest first."""
+    current = Quarter.containing(now)
+    quarters = [current]
+    for _ in range(past):
+        quarters.insert(0, quarters[0].previous())
+    return quarters
