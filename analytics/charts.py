@@ -78,7 +78,7 @@ def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None
                 marker=dict(size=10, **marker),
                 customdata=[[html.escape(str(r.name)), _fmt(r.score), int(r.n),
                              "有终端离线" if r.offline else "终端在线",
-                             "（位置为近似）" if bool(getattr(r, "approximate", False)) else ""]
+                             "（位置为近似）" if bool(getattr(r, "approximate", False)) else "", str(r.id)]
                             for r in part.itertuples()],
                 hovertemplate="%{customdata[0]}%{customdata[4]}<br>得分 %{customdata[1]}，评价数 %{customdata[2]}"
                               "<br>%{customdata[3]}<extra></extra>"))

@@ -46,7 +46,11 @@
           if (!drawn) {
             mapDiv.on("plotly_click", function (ev) {
               var pt = ev.points && ev.points[0];
-              if (pt && pt.location) { window.location.href = "/drill/county/" + encodeURIComponent(pt.location); }
+              if (pt && pt.location) {
+                window.location.href = "/drill/county/" + encodeURIComponent(pt.location);
+              } else if (pt && pt.customdata && pt.customdata[5]) {
+                window.location.href = "/drill/hall/" + encodeURIComponent(pt.customdata[5]);
+              }
             });
           }
           drawn = true;
