@@ -31,6 +31,7 @@ LEVEL_LABELS = {"city": "全市", "county": "县区", "township": "乡镇（街�
                 "terminal": "终端"}
 CHILD = {"city": "county", "county": "township", "township": "hall", "hall": "window", "window": "terminal"}
 CITY_CODE = "heze"
+STAFF_LEVELS = ("township", "hall", "window", "terminal")
 
 
 # --- the registry as a tree ---------------------------------------------------------------
@@ -135,13 +136,34 @@ def period(args, today: date) -> tuple[date, date]:
     return start, end
 
 
-def _attributed(reg, rows, level: str):
+class _Locator:
+    """registry.locate with a shortcut for terminals that never moved (most of them)."""
+
+    def __init__(self, reg):
+        self.reg = reg
+        self.fixed: dict[str, object] = {}
+
+    def __call__(self, device: str, at):
+        if device not in self.fixed:
+            history = [a for a in self.reg.assignments if a.device == device] if not hasattr(
+                self.reg, "assignments_of") else self.reg.assignments_of(device)
+            single = len(history) == 1 and history[0].valid_to is None
+            self.fixed[device] = self.reg.location_of_window(history[0].window_id) if single and hasattr(
+                self.reg, "location_of_window") else None
+            self.fixed[device] = (single, self.fixed[device], history[0].valid_from if single else None)
+        single, loc, since = self.fixed[device]
+        if single and loc is not None and at >= since:
+            return loc
+        return self.reg.locate(device, at)
+
+
+def _attributed(locate: _Locator, rows, level: str):
     """(row, unit code at ``level``) for rows whose terminal was somewhere known."""
     for row in rows:
         if level == "terminal":
             yield row, row.device
             continue
-        loc = reg.locate(row.device, row.bucket)
+        loc = locate(row.device, row.bucket)
         if loc is not None:
             yield row, _key(loc, level, row.device)
 
@@ -162,6 +184,7 @@ def _summary(code: str, name: str, counts: dict, level: str) -> dict:
 def drill_data(store, reg, level: str, code: str, start: date, end: date, visible: set[str] | None) -> dict:
     """Everything one drill-down page shows, as plain data (the API returns it as JSON)."""
     info = unit_info(reg, level, code)
+    locate = _Locator(reg)
     t0, t1 = local_midnight(start), local_midnight(end)
     # Peers are the units under the same parent, so read the parent's terminals once.
     parent = info["parent"]
@@ -169,7 +192,7 @@ def drill_data(store, reg, level: str, code: str, start: date, end: date, visibl
     scope_devices = _devices_in(reg, *scope)
     day_rows = store.counts(t0, t1, bucket="day", devices=scope_devices) if scope_devices != [] else []
     # Which terminals belong to the unit is decided per row by where the terminal was.
-    pairs = list(_attributed(reg, day_rows, level if level != "city" else "county"))
+    pairs = list(_attributed(locate, day_rows, level if level != "city" else "county"))
     if level == "city":
         unit_rows = [row for row, c in pairs if visible is None or c in visible]
     else:
@@ -192,7 +215,7 @@ def drill_data(store, reg, level: str, code: str, start: date, end: date, visibl
     children = []
     child_level = CHILD.get(level)
     if child_level:
-        child_counts = _group((row, _child_key(reg, row, child_level)) for row in unit_rows)
+        child_counts = _group((row, _child_key(locate, row, child_level)) for row in unit_rows)
         for child_code in _child_codes(reg, level, code):
             if level == "city" and visible is not None and child_code not in visible:
                 continue
@@ -203,13 +226,18 @@ def drill_data(store, reg, level: str, code: str, start: date, end: date, visibl
     # Hour × weekday and staff: hour buckets of the unit's own terminals.
     unit_devices = _devices_in(reg, level, code)
     hour_rows = store.counts(t0, t1, bucket="hour", devices=unit_devices) if unit_devices != [] else []
-    hour_pairs = [(row, c) for row, c in _attributed(reg, hour_rows, level if level != "city" else "county")
+    hour_pairs = [(row, c) for row, c in _attributed(locate, hour_rows, level if level != "city" else "county")
                   if (c == code if level != "city" else (visible is None or c in visible))]
     cells = charts.hour_weekday_counts(row for row, _ in hour_pairs)
     staff: dict[str, dict] = {}
-    for row, _ in hour_pairs:
-        loc = reg.locate(row.device, row.bucket)
-        entry = reg.staff_at(loc.window_id, row.bucket) if loc else None
+    # Staff attribution from township level down (a county has too many people for one table).
+    roster: dict[str, list] = defaultdict(list)
+    if level in STAFF_LEVELS:
+        for entry in reg.roster:
+            roster[entry.window_id].append(entry)
+    for row, _ in (hour_pairs if level in STAFF_LEVELS else ()):
+        loc = locate(row.device, row.bucket)
+        entry = next((e for e in roster.get(loc.window_id, ()) if e.covers(row.bucket)), None) if loc else None
         if entry is None or row.rating not in charts.RATINGS:
             continue
         item = staff.setdefault(entry.staff_id, {"staff_id": entry.staff_id, "name": entry.staff_name,
@@ -232,10 +260,10 @@ def drill_data(store, reg, level: str, code: str, start: date, end: date, visibl
     }
 
 
-def _child_key(reg, row, child_level: str) -> str | None:
+def _child_key(locate: _Locator, row, child_level: str) -> str | None:
     if child_level == "terminal":
         return row.device
-    loc = reg.locate(row.device, row.bucket)
+    loc = locate(row.device, row.bucket)
     if loc is None:
         return None
     if child_level == "township" and not loc.township_code:
