@@ -97,10 +97,13 @@ def _filters() -> dict:
                 date_from=_parse_date(args.get("from"), "起始"), date_to=_parse_date(args.get("to"), "截止"))
 
 
-def _query_cases() -> list[dict]:
+PAGE_LIMIT = 1000
+
+
+def _query_cases(limit: int = PAGE_LIMIT) -> list[dict]:
     refresh()
     now = get_clock().now()
-    return [_names(c) for c in fu.list_cases(get_db(), now, counties=visible_counties(), **_filters())]
+    return [_names(c) for c in fu.list_cases(get_db(), now, counties=visible_counties(), limit=limit, **_filters())]
 
 
 def _case_or_abort(case_id: int) -> dict:
@@ -167,7 +170,7 @@ def index():
     reg = get_registry()
     visible = visible_counties()
     counties = [c for c in reg.counties.values() if visible is None or c.code in visible]
-    return render_template("cases/list.html", cases=cases, counties=counties, args=request.args,
+    return render_template("cases/list.html", cases=cases, counties=counties, args=request.args, limit=PAGE_LIMIT,
                            statuses=fu.STATUS_LABELS, now=get_clock().now(),
                            counts=fu.case_counts(get_db(), get_clock().now(), visible))
 
@@ -175,8 +178,8 @@ def index():
 @bp.route("/cases/export.<fmt>")
 @login_required
 def export(fmt: str):
-    """The filtered list as CSV or XLSX."""
-    cases = _query_cases()
+    """The filtered list as CSV or XLSX (every matching case)."""
+    cases = _query_cases(limit=1_000_000)
     for c in cases:
         c["overdue_label"] = "超期" if c["overdue"] else ""
     audit("case.export", {"format": fmt, "rows": len(cases)})
