@@ -1,0 +1,42 @@
+"""Terminal settings: example file, MANYI_ overrides, validation, secrets never printed."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from device.config import load_settings
+from manyi.exc import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "device" / "terminal.example.toml"
+
+
+def test_example_file_loads_and_environment_wins():
+    settings = load_settings(EXAMPLE, env={"MANYI_TERMINAL_LOCKOUT_SECONDS": "5", "MANYI_PASSWORD": "pw"})
+    assert settings.device_id == "hz-371702001-w01" and settings.username == "hz-371702001-w01"
+    assert settings.lockout_seconds == 5.0 and settings.password == "pw"
+    assert settings.key_pins == {"satisfied": 17, "basic": 27, "unsatisfied": 22}
+
+
+@pytest.mark.parametrize("text, message", [
+    ('device_id = "Bad Id"', "device_id"),
+    ('device_id = "hz-a-w01"\nlockout_seconds = 0.1', "lockout_seconds must be between"),
+    ('device_id = "hz-a-w01"\npin_basic = 17', "pins must all differ"),
+    ('device_id = "hz-a-w01"\noutbox_synchronous = "OFF"', "outbox_synchronous"),
+    ('device_id = "hz-a-w01"\nlockout = 3', "unknown setting"),
+])
+def test_bad_settings_are_named(tmp_path, text, message):
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, env={})
+
+
+def test_print_config_masks_the_password(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('[terminal]\ndevice_id = "hz-a-w01"\npassword = "s3cret-value"\n')
+    out = subprocess.run([sys.executable, "-m", "manyi", "device", "--config", str(path), "--print-config"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "s3cret-value" not in out.stdout and "password = ***" in out.stdout
