@@ -9,6 +9,7 @@ from manyi.periods import CHINA_TZ
 from manyi.registry import Assignment, County, Hall, Registry, RosterEntry, Township, Window
 
 HOSTILE = '<script>alert("x")</script>镇'
+HOSTILE_HALL = '<img src=x onerror=alert(1)>大厅'
 SINCE = datetime(2026, 1, 1, tzinfo=CHINA_TZ)
 # Two counties, one township each; hall A has two windows (w01 with a roster), hall B one.
 DEV_A1, DEV_A2, DEV_B1 = "hz-371702001-w01", "hz-371702001-w02", "hz-371721001-w01"
@@ -23,7 +24,8 @@ def small_registry(hostile: bool = False) -> Registry:
     }
     hours = "mon-fri 09:00-12:00,13:30-17:30"
     halls = {
-        "h-371702001": Hall("h-371702001", "东城便民服务中心", "371702001", 115.48, 35.25, False, hours, "371702"),
+        "h-371702001": Hall("h-371702001", HOSTILE_HALL if hostile else "东城便民服务中心", "371702001", 115.48, 35.25,
+                            False, hours, "371702"),
         "h-371721001": Hall("h-371721001", "曹城便民服务中心", "371721001", 115.54, 34.83, True, hours, "371721"),
     }
     windows = {

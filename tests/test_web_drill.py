@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import date, timedelta
 
 import pytest
 
 from analytics import charts_drill as charts
-from followup_fixtures import HOSTILE, small_registry
+from followup_fixtures import HOSTILE, HOSTILE_HALL, small_registry
 from plugin_web import DEVICE_A, DEVICE_B, PASSWORD, write_votes
 
 ROLES = ("admin", "city", "assessor", "county", "county2")
@@ -109,14 +111,21 @@ def test_hostile_names_are_escaped(tmp_path, clock):
                       "BACKGROUND_WORKERS": False, "SESSION_COOKIE_SECURE": False})
     try:
         create_user(get_db(app), "admin", PASSWORD, "admin")
-        write_votes(get_store(app), [("hz-371702001-w01", "unsatisfied", clock.now())])
+        write_votes(get_store(app), [("hz-371702001-w01", "unsatisfied", clock.now() - timedelta(minutes=m))
+                                     for m in (3, 2, 1)])
         client = app.test_client()
         token = client.get("/login").get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
         client.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": token})
-        for url in ("/drill/county/371702", "/drill/township/371702001", "/cases", "/cases/1"):
-            html = client.get(url).get_data(as_text=True)
-            assert HOSTILE not in html, url
-            assert "&lt;script&gt;" in html, url
+        for url in ("/drill/county/371702", "/drill/township/371702001", "/drill/hall/h-371702001", "/cases",
+                    "/cases/1", "/rankings?level=township", "/alerts"):
+            page = client.get(url)
+            assert page.status_code == 200, url
+            html = page.get_data(as_text=True)
+            assert HOSTILE not in html and HOSTILE_HALL not in html, url
+            assert "&lt;script&gt;" in html or "&lt;img" in html, url
+        assert "&lt;img src=x onerror=alert(1)&gt;大厅" in client.get("/alerts").get_data(as_text=True)
+        rows = list(csv.reader(io.StringIO(client.get("/cases/export.csv").get_data().decode("utf-8-sig"))))
+        assert rows[1][4] == HOSTILE                                   # data stays data in a download
         data = client.get("/api/v1/drill/county/371702").get_json()
         assert data["children"][0]["name"] == HOSTILE                  # JSON keeps the text, JS uses textContent
         fig = json.loads(charts.peers_figure([{"code": "t", "name": HOSTILE, "n": 1, "rate": 0.5}]).to_json())

@@ -182,6 +182,8 @@ def export(fmt: str):
     cases = _query_cases(limit=1_000_000)
     for c in cases:
         c["overdue_label"] = "超期" if c["overdue"] else ""
+        for key in ("first_vote_at", "last_vote_at", "deadline", "closed_at"):
+            c[key] = cn_time(c[key]) if c[key] else ""
     audit("case.export", {"format": fmt, "rows": len(cases)})
     return table_download(cases, CASE_EXPORT_COLUMNS, fmt, "不满意督办")
 
