@@ -212,3 +212,29 @@ def test_backup_while_the_collector_writes_then_restore(tmp_path):
     assert restored.returncode == 0, restored.stderr
     with open_store(url) as store:
         assert store.stats()["votes"] == counts[0]
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_unit_command_lines_are_valid_manyi_commands(unit):
+    from manyi.cli import build_parser
+
+    line = re.search(r"^ExecStart=(\S+) (.*)$", unit.read_text(), re.M)
+    assert line.group(1) == "/opt/manyi/venv/bin/manyi"
+    args = build_parser().parse_args(line.group(2).split())
+    assert callable(args.func)
+
+
+def test_compose_commands_are_valid_manyi_commands():
+    from manyi.cli import build_parser
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    for name in ("collector", "center"):
+        args = build_parser().parse_args(compose["services"][name]["command"])
+        assert callable(args.func), name
+
+
+def test_example_settings_files_load(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "manyi", "collector", "--config", str(DEPLOY / "collector.example.toml"),
+                             "--print-config"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert '"password": "***"' in result.stdout and "change-me" not in result.stdout
