@@ -28,6 +28,7 @@ class CollectorSettings:
     session_expiry: int = 7 * 86400           # seconds the broker keeps our session (and backlog) while we are away
     receive_maximum: int = 1000               # unacknowledged messages the broker may send us at once
     keepalive: int = 30
+    shared_subscription: bool = True          # $share/manyi/... so several collectors split the load (see docs)
     retry_max_seconds: float = 30.0           # back-off ceiling while the store fails
     burst_max_votes: int = 5                  # misuse: more than this many votes of one rating ...
     burst_window_seconds: float = 30.0        # ... at one terminal within this many seconds

@@ -70,6 +70,11 @@ class Collector:
         self.clock = clock or SystemClock()
         self.host, self.port = parse_broker(settings.broker)
         self.queue: queue.Queue[Received] = queue.Queue()
+        # mosquitto 2.0 does not restore a shared subscription of a persistent session after a broker
+        # restart (messages published before we re-subscribe are dropped); a single collector may use
+        # the plain filter, which it does restore. docs/collector.md has the details.
+        self.votes_filter = (protocol.VOTES_SHARED_SUBSCRIPTION if settings.shared_subscription
+                             else protocol.VOTES_SUBSCRIPTION)
         self.bursts = BurstTracker(BurstRule(settings.burst_max_votes, settings.burst_window_seconds))
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -110,7 +115,7 @@ class Collector:
         log.info("connected to %s:%d as %r (session present: %s)", self.host, self.port,
                  self.settings.client_id, flags.session_present)
         options = SubscribeOptions(qos=1)
-        client.subscribe([(protocol.VOTES_SHARED_SUBSCRIPTION, options), (protocol.STATUS_SUBSCRIPTION, options)])
+        client.subscribe([(self.votes_filter, options), (protocol.STATUS_SUBSCRIPTION, options)])
         self._connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -142,6 +147,11 @@ class Collector:
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
         self._writer.start()
         return self
+
+    @property
+    def connections(self) -> int:
+        """How many times the collector has connected (reconnects included)."""
+        return self._generation
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """Block until connected and subscribed requested; True on success."""

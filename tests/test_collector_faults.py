@@ -76,3 +76,33 @@ def test_store_unavailable_for_a_while_then_nothing_is_lost(broker, collector_pr
     data = stats_json(url)
     assert data["votes"] == 3000 and data["missing"] == 0
     pub.close()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_collector_reconnects_after_the_broker_restarts(broker, collector_settings, vote_store, shared):
+    import dataclasses
+
+    from collector.service import Collector
+
+    collector = Collector(dataclasses.replace(collector_settings, shared_subscription=shared), vote_store).start()
+    try:
+        assert collector.wait_connected(10)
+        time.sleep(0.3)
+        votes = stream_of_votes(1000, terminals=10)
+        pub = Publisher(broker.port, "before-restart")
+        pub.votes(votes[:500])
+        pub.close()
+        wait_until(lambda: vote_store.stats()["votes"] == 500, 30, message="first 500 votes")
+        broker.restart()                                   # same port, same persistence
+        if shared:
+            # mosquitto 2.0 forgets a persistent session's shared subscription over a restart:
+            # only what is published after the collector re-subscribed reaches it.
+            wait_until(lambda: collector.connections == 2, 30, message="the collector to reconnect")
+            time.sleep(0.3)
+        pub = Publisher(broker.port, "after-restart")
+        pub.votes(votes[500:])
+        pub.close()
+        wait_until(lambda: vote_store.stats()["votes"] == 1000, 60, interval=0.2, message="votes after the restart")
+        assert collector.connections == 2
+    finally:
+        collector.stop()
