@@ -54,9 +54,15 @@ def _vote(seq: int, rating: str) -> Vote:
 
 
 def _wait(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it returns something true; elements replaced meanwhile count as not yet."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except (StaleElementReferenceException, NoSuchElementException):
+            value = None
         if value:
             return value
         time.sleep(0.1)
@@ -168,6 +174,10 @@ def test_live_map_shows_a_vote_from_the_broker_without_reload(chain, browser):
     assert browser.execute_script("return window.__sameDocument === true"), "the page was reloaded"
     _shot(browser, "live-map-unsatisfied")
     print(f"vote published -> shown in the browser: {latency:.2f} s")
+    # The map and its table are redrawn a few seconds later, still without a reload.
+    first_row = "return document.querySelector('#county-table tbody tr td:nth-child(2)').textContent"
+    _wait(lambda: browser.execute_script(first_row) == "2", 20, "the county table to count the new vote")
+    assert browser.execute_script("return window.__sameDocument === true"), "the page was reloaded"
 
     # Nothing left the machine: every resource the page loaded came from the app.
     urls = browser.execute_script(
@@ -180,8 +190,8 @@ def test_live_map_shows_a_vote_from_the_broker_without_reload(chain, browser):
     # The unsatisfied vote opened a follow-up case (督办, helper D2's pages): open it and close it.
     browser.find_element(By.CSS_SELECTOR, "nav a[href='/cases']").click()
     _wait(lambda: browser.current_url.startswith(f"{base}/cases"), 20, "the case list")
-    links = [a for a in browser.find_elements(By.CSS_SELECTOR, "a[href^='/cases/']")
-             if a.get_attribute("href").rstrip("/").split("/")[-1].isdigit()]
+    links = _wait(lambda: [a for a in browser.find_elements(By.CSS_SELECTOR, "a[href^='/cases/']")
+                           if a.get_attribute("href").rstrip("/").split("/")[-1].isdigit()], 20, "a case in the list")
     assert len(links) == 1
     links[0].click()
     case = _wait(lambda: browser.find_elements(By.ID, "case"), 20, "the case page")[0]
@@ -207,6 +217,6 @@ def test_terminals_page_in_the_browser(chain, browser):
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     _wait(lambda: browser.current_url.endswith("/terminals"), 20, "the terminals page")
-    row = browser.find_element(By.CSS_SELECTOR, f"tr[data-device='{DEVICE_A}']")
+    row = _wait(lambda: browser.find_element(By.CSS_SELECTOR, f"tr[data-device='{DEVICE_A}']"), 20, "the terminal row")
     assert "牡丹区" in row.text
     _shot(browser, "terminals")
