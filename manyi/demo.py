@@ -272,6 +272,24 @@ def cmd_run(args) -> int:
                           "brew install mosquitto (macOS); the terminals and the collector speak MQTT 5, "
                           "which the pure-Python amqtt broker does not")
 
+    # Seeding runs before any child exists: Ctrl-C simply interrupts it (KeyboardInterrupt),
+    # and the next run starts the seeding over because the marker file was not written.
+    registry = heze_sample()
+    props = demo_data.propensities(registry)
+    if args.terminals:
+        props = dict(sorted(props.items())[: args.terminals])
+    devices = demo_data.write_devices_file(workdir / "devices.txt", props)
+    marker = workdir / MARKER
+    if not marker.exists():
+        _reset_partial(workdir)
+        info = seed(workdir, registry, props, args, say)
+        marker.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+    else:
+        say(f"continuing the city in {workdir} (seeded {json.loads(marker.read_text())['seeded_at'][:10]})")
+    store_url = f"sqlite:///{workdir / 'votes.db'}"
+    db = workdir / "center.db"
+    password = admin_password(workdir, db, logs / "setup.log")
+
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -282,24 +300,6 @@ def cmd_run(args) -> int:
     broker = None
     code = 0
     try:
-        registry = heze_sample()
-        props = demo_data.propensities(registry)
-        if args.terminals:
-            props = dict(sorted(props.items())[: args.terminals])
-        devices = demo_data.write_devices_file(workdir / "devices.txt", props)
-        marker = workdir / MARKER
-        if not marker.exists():
-            _reset_partial(workdir)
-            info = seed(workdir, registry, props, args, say)
-            marker.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
-        else:
-            say(f"continuing the city in {workdir} (seeded {json.loads(marker.read_text())['seeded_at'][:10]})")
-        store_url = f"sqlite:///{workdir / 'votes.db'}"
-        db = workdir / "center.db"
-        password = admin_password(workdir, db, logs / "setup.log")
-        if stop.is_set():
-            return 130
-
         broker_port = args.broker_port or free_port()
         broker = Mosquitto(workdir / "mosquitto", port=broker_port)
         say(f"starting mosquitto on 127.0.0.1:{broker_port}")
