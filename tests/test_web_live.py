@@ -251,3 +251,21 @@ def test_map_results_are_shared_briefly_per_scope(app, votes, web_store, clock):
     assert county["counties"][0]["n"] == 6
     app.config["MAP_CACHE_SECONDS"] = 0
     assert {c["code"]: c["n"] for c in city.get("/api/v1/map?figure=0").json["counties"]}["371702"] == 6
+
+
+def test_bad_cursors(app, votes):
+    client = _client(app, "city")
+    response = client.get("/api/v1/feed?after=not-a-cursor")
+    assert response.status_code == 400 and "cursor" in response.json["message"]
+    # The stream starts from the newest vote instead of failing on every reconnect.
+    response = client.get("/api/v1/stream", headers={"Last-Event-ID": "garbage"})
+    assert response.status_code == 200 and _events(response.get_data(as_text=True)) == []
+
+
+def test_store_failure_is_a_503(app, web_store):
+    client = _client(app, "city")
+    web_store.close()                                    # the store is gone (e.g. the disk failed)
+    response = client.get("/api/v1/feed")
+    assert response.status_code == 503 and response.json["error"] == "store_unavailable"
+    page = client.get("/terminals")
+    assert page.status_code == 503 and "数据存储暂不可用" in page.get_data(as_text=True)

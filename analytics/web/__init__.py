@@ -119,6 +119,16 @@ def _error_handlers(app: Flask) -> None:
             return render_template("error.html", code=code, title=title, message=description), code
         return handle
 
+    from manyi.exc import StoreError
+
+    def store_unavailable(exc):
+        log.error("control center: vote store unavailable: %s", exc)
+        message = "数据存储暂不可用，请稍后重试"
+        if request.path.startswith("/api/"):
+            return jsonify(error="store_unavailable", message=message), 503
+        return render_template("error.html", code=503, title="服务暂不可用", message=message), 503
+
+    app.register_error_handler(StoreError, store_unavailable)
     for code, title in ((400, "请求无效"), (401, "未登录"), (403, "无权访问"), (404, "页面不存在"),
                         (405, "方法不允许"), (413, "文件过大"), (429, "请求过多")):
         app.register_error_handler(code, handler(code, title))

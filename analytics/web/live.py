@@ -323,7 +323,10 @@ def api_feed():
         abort(400, description="limit must be an integer")
     visible, registry = visible_counties(), get_registry()
     after = request.args.get("after") or None
-    items = get_store().feed(after=after, limit=limit if visible is None else 500)
+    try:
+        items = get_store().feed(after=after, limit=limit if visible is None else 500)
+    except ValueError as exc:
+        abort(400, description=str(exc))
     shown = [feed_item(i, registry) for i in items if _visible_item(i, visible)]
     if after is None:
         shown = shown[-limit:]
@@ -340,6 +343,13 @@ def api_stream():
     poll = float(app.config["STREAM_POLL_SECONDS"])
     max_seconds = float(app.config["STREAM_MAX_SECONDS"])
     cursor = request.headers.get("Last-Event-ID") or request.args.get("after") or None
+    if cursor is not None:
+        try:
+            store.feed(after=cursor, limit=1)
+        except ValueError:
+            # A cursor of another store (e.g. after a migration): start from now rather than fail forever.
+            log.warning("event stream: unknown cursor %r, starting from the latest vote", cursor)
+            cursor = None
     if cursor is None:
         latest = store.feed(after=None, limit=1)
         cursor = latest[-1].cursor if latest else None
