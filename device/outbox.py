@@ -122,6 +122,22 @@ class Outbox:
             self._depth -= deleted
             return bool(deleted)
 
+    def acknowledge_many(self, seqs) -> int:
+        """Delete several acknowledged votes in one transaction; return how many were pending."""
+        seqs = list(seqs)
+        if not seqs:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = sum(self._db.execute("DELETE FROM pending WHERE seq = ?", (seq,)).rowcount for seq in seqs)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth -= deleted
+            return deleted
+
     def poison(self, seq: int, reason_code: int, reason: str, at: str) -> bool:
         """Move a refused vote from pending to poisoned, keeping it with the reason; False if not pending."""
         with self._lock:

@@ -121,16 +121,24 @@ class Publisher:
             self.client.loop_stop()
 
     def begin_stop(self, timeout: float = 5.0) -> None:
-        """First half of :meth:`stop` (lets the simulator disconnect many clients in parallel)."""
-        self._stopping = True
-        if self.connected.is_set():
-            info = self.client.publish(status_topic(self.device), Status(self.device, online=False).to_json(),
-                                       qos=1, retain=True)
+        """First half of :meth:`stop`: offline status (unless already sent), then DISCONNECT."""
+        info = self.publish_offline()
+        if info is not None and timeout > 0:
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
                 pass
         self.client.disconnect()
+
+    def publish_offline(self):
+        """Stop sending votes and publish the retained offline status once; return its MessageInfo."""
+        if self._stopping:
+            return None
+        self._stopping = True
+        if not self.connected.is_set():
+            return None
+        return self.client.publish(status_topic(self.device), Status(self.device, online=False).to_json(),
+                                   qos=1, retain=True)
 
     # -- callbacks (network thread) ---------------------------------------------------------------
 
@@ -187,6 +195,7 @@ class Publisher:
 
     def _process_acks(self) -> bool:
         changed = False
+        done = []
         while self._acks:
             mid, code, reason = self._acks.popleft()
             seq = self._inflight.pop(mid, None)
@@ -199,10 +208,13 @@ class Publisher:
                     changed = True
                     log.error("%s: broker refused vote seq %d (reason code 0x%02x %s); kept as poisoned",
                               self.device, seq, code, reason)
-            elif self.outbox.acknowledge(seq):
-                self.acked += 1
             else:
-                self.duplicate_acks += 1
+                done.append(seq)
+        if done:
+            # One transaction for every ack that arrived together: fewer commits under load.
+            deleted = self.outbox.acknowledge_many(done)
+            self.acked += deleted
+            self.duplicate_acks += len(done) - deleted
             self._inflight_since = self.clock.monotonic()
         return changed
 

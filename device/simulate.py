@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import random
+import resource
 import signal
 import threading
 import time
@@ -194,6 +195,17 @@ def heze_devices() -> list[tuple[str, float | None]]:
     return [(device, None) for device in sorted(heze_sample().devices())]
 
 
+def raise_file_limit(needed: int) -> None:
+    """Raise the soft limit of open files towards ``needed`` (each terminal holds about five)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            log.warning("only %d files may be open (hard limit); %d terminals need about %d",
+                        target, needed // 6, needed)
+
+
 @dataclass
 class SimTerminal:
     """One virtual terminal: the real Terminal, its outbox, publisher and mock pins."""
@@ -273,6 +285,7 @@ class Simulation:
 
     def _build(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        raise_file_limit(len(self.devices) * 6 + 64)
         self.netloop = NetworkLoop()
         real = SystemClock()
         for device, propensity in self.devices:
@@ -301,8 +314,16 @@ class Simulation:
 
     def close(self) -> None:
         """Disconnect every client (publishing offline status) and close outboxes and pins."""
+        pending = [(sim, sim.publisher.publish_offline()) for sim in self.terminals]
+        deadline = time.monotonic() + 5.0
+        for sim, info in pending:
+            if info is not None:
+                try:
+                    info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+                except (RuntimeError, ValueError):
+                    pass
         for sim in self.terminals:
-            sim.publisher.begin_stop(timeout=2.0)
+            sim.publisher.begin_stop(timeout=0)
         for sim in self.terminals:
             sim.publisher.finish_stop()
         if self.netloop is not None:
@@ -411,30 +432,35 @@ class Simulation:
 
     def run(self) -> dict:
         """Run to the end (votes mode) or until :meth:`stop`; return the summary."""
-        t0 = time.monotonic()
+        marks = [("start", time.monotonic())]
         self._build()
+        marks.append(("build", time.monotonic()))
         leftover = sum(sim.outbox.depth for sim in self.terminals)
         heart = threading.Thread(target=self._heartbeats, name="simulate-heartbeats", daemon=True)
         try:
             self._connect()
-            connected_at = time.monotonic()
+            marks.append(("connect", time.monotonic()))
             heart.start()
             if self.votes is None and self.rate is not None:
                 self._run_rate()
             else:
                 self._run_events()
-            pressed_at = time.monotonic()
+            marks.append(("press", time.monotonic()))
             if self.votes is not None:
-                self._wait_acked(deadline=t0 + self.timeout)
-            done = time.monotonic()
+                self._wait_acked(deadline=marks[0][1] + self.timeout)
+            marks.append(("drain", time.monotonic()))
             summary = self.summary(leftover)
-            elapsed = done - connected_at
-            summary.update(seconds=round(done - t0, 3), press_seconds=round(pressed_at - connected_at, 3),
-                           votes_per_s=round(summary["acked"] / elapsed, 1) if elapsed > 0 else None)
-            return summary
         finally:
             self.stop_event.set()
             self.close()
+        marks.append(("close", time.monotonic()))
+        # Throughput from the first press to the last acknowledgement.
+        sending = marks[4][1] - marks[2][1] if len(marks) > 4 else 0.0
+        summary.update(
+            seconds=round(marks[-1][1] - marks[0][1], 3),
+            votes_per_s=round(summary["acked"] / sending, 1) if sending > 0 else None,
+            phases={name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks[1:])})
+        return summary
 
     def _wait_acked(self, deadline: float) -> None:
         while time.monotonic() < deadline and not self.stop_event.is_set():
