@@ -482,6 +482,7 @@ class Simulation:
             "repeats": sum(sim.terminal.counts[REPEAT] for sim in self.terminals),
             "leftover": leftover,
             "terminals": len(self.terminals),
+            "connections": sum(sim.publisher.connections for sim in self.terminals),
         }
 
     def stop(self) -> None:

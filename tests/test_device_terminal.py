@@ -142,3 +142,15 @@ def test_led_pattern_is_pure():
                 buzzer_seconds=0.0, full=False, refused_until=0.0, poisoned=0)
     assert led_pattern(9.5, **args).leds == ALL_ON
     assert led_pattern(10.5, **args).leds == DARK
+
+
+def test_seq_continues_when_the_terminal_restarts(make_rig, clock):
+    rig = make_rig()
+    rig.tap("satisfied")
+    rig.outbox.acknowledge(1)
+    rig.terminal.close()
+    rig.outbox.close()
+    again = make_rig()          # same device, same outbox file
+    clock.advance(5)
+    again.tap("basic")
+    assert [json.loads(r.payload)["seq"] for r in again.outbox.pending()] == [2]

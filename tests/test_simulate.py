@@ -91,3 +91,23 @@ def test_office_hours():
     saturday = datetime(2026, 11, 28, 10, 0, tzinfo=CHINA_TZ)
     assert next_opening(saturday) == datetime(2026, 11, 30, 9, 0, tzinfo=CHINA_TZ)
     assert arrival_rate(saturday) == 0 and arrival_rate(datetime(2026, 11, 23, 10, 0, tzinfo=CHINA_TZ)) > 0
+
+
+@pytest.mark.slow
+def test_shared_network_loop_reconnects_after_a_broker_outage(broker, tmp_path):
+    import threading
+    import time
+
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(run_simulation(
+        broker.address, terminals=20, votes=150, seed=5, workdir=tmp_path / "w", start=START, rate=100,
+        timeout=60)))
+    runner.start()
+    time.sleep(0.6)
+    broker.stop()
+    time.sleep(1.0)
+    broker.start()
+    runner.join(90)
+    assert not runner.is_alive()
+    assert result["votes"] == 150 and result["acked"] == 150 and result["pending"] == 0
+    assert result["connections"] > 20    # the terminals really reconnected
