@@ -50,6 +50,7 @@ def test_manyi_run_shows_votes_from_many_townships_and_stops_leaving_no_process(
     run.remember_descendants()
     assert run.interrupt() == 0, "\n".join(run.lines)
     assert run.survivors() == []
+    assert processes_mentioning(run.workdir) == []
     assert any("stopped" in line for line in run.lines)
     assert time.monotonic() - started < 90
 
@@ -98,3 +99,34 @@ def test_running_again_continues_the_same_city(demo_run, tmp_path):
         assert any(after[d] > before.get(d, 0) for d in after)
         assert all(after[d] >= before[d] for d in before)
         assert store.gaps() == [] or sum(g.size for g in store.gaps()) < 5
+
+
+def processes_mentioning(path) -> list[str]:
+    """Live processes whose command line mentions ``path`` (the demo's children all do)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if str(path) in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(f"{proc.info['pid']} {cmd[:120]}")
+    return found
+
+
+def test_a_part_that_cannot_start_stops_everything_with_a_clear_message(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    workdir = tmp_path / "busy"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "manyi", "run", "--workdir", str(workdir), "--port", str(port),
+                                 "--terminals", "5", "--history-quarters", "0", "--history-votes-per-day", "0.5"],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "control center exited during start-up" in result.stderr
+    assert "center.log" in result.stderr
+    assert processes_mentioning(workdir) == []
