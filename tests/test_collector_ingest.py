@@ -73,31 +73,45 @@ def test_implausible_clock_is_replaced_by_receipt_time_and_marked(running_collec
 
 
 def test_status_messages_and_the_will_track_online_state(running_collector, vote_store, publisher, broker):
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    import subprocess
+    import sys
+
+    from plugin_collector import ROOT
 
     device = "hz-371702001-w01"
-    terminal = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5)
-    offline = protocol.Status(device=device, online=False)
-    terminal.will_set(protocol.status_topic(device), offline.to_json(), qos=1, retain=True)
-    terminal.connect("127.0.0.1", broker.port, keepalive=5)
-    terminal.loop_start()
     online = protocol.Status(device=device, online=True, firmware="1.2.0", outbox_depth=3, last_seq=9,
                              clock_ok=True, sent_at=protocol.format_timestamp(datetime.now(timezone.utc)))
-    terminal.publish(protocol.status_topic(device), online.to_json(), qos=1, retain=True).wait_for_publish(5)
+    # A terminal-like MQTT client in its own process: online status, offline will, then killed.
+    script = (
+        "import sys, time\n"
+        "import paho.mqtt.client as mqtt\n"
+        "from paho.mqtt.enums import CallbackAPIVersion\n"
+        "from manyi import protocol\n"
+        f"device = {device!r}\n"
+        "c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5)\n"
+        "c.will_set(protocol.status_topic(device), protocol.Status(device, False).to_json(), qos=1, retain=True)\n"
+        f"c.connect('127.0.0.1', {broker.port}, keepalive=5)\n"
+        "c.loop_start()\n"
+        f"c.publish(protocol.status_topic(device), {online.to_json()!r}, qos=1, retain=True).wait_for_publish(5)\n"
+        "print('online', flush=True)\n"
+        "time.sleep(60)\n")
+    terminal = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert terminal.stdout.readline().strip() == "online"
 
-    def state():
-        terminals = {t.device: t for t in vote_store.terminals()}
-        return terminals.get(device)
+        def state():
+            return {t.device: t for t in vote_store.terminals()}.get(device)
 
-    status = wait_until(lambda: (s := state()) and s.online and s, 10, message="online status")
-    assert status.firmware == "1.2.0" and status.outbox_depth == 3 and status.reported_last_seq == 9
-    assert status.last_seen is not None
-    # Kill the terminal's socket without DISCONNECT: the broker publishes the will.
-    terminal._sock.close() if terminal._sock else None
-    terminal.loop_stop()
-    status = wait_until(lambda: (s := state()) and s.online is False and s, 20, message="offline via will")
-    assert status.firmware == "1.2.0"           # fields the will does not carry keep their value
+        status = wait_until(lambda: (s := state()) and s.online and s, 10, message="online status")
+        assert status.firmware == "1.2.0" and status.outbox_depth == 3 and status.reported_last_seq == 9
+        assert status.last_seen is not None
+        terminal.kill()                                   # no DISCONNECT: the broker publishes the will
+        terminal.wait()
+        status = wait_until(lambda: (s := state()) and s.online is False and s, 20, message="offline via will")
+        assert status.firmware == "1.2.0"                 # fields the will does not carry keep their value
+    finally:
+        terminal.kill()
+        terminal.wait()
     # An invalid status is a dead letter too.
     publisher.send(protocol.status_topic(device), b'{"v":1,"device":"hz-371702001-w01","online":"yes"}').wait_for_publish(5)
     wait_until(lambda: vote_store.dead_letter_counts().get("bad_field") == 1, 10, message="status dead letter")
