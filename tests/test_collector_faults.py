@@ -106,3 +106,30 @@ def test_collector_reconnects_after_the_broker_restarts(broker, collector_settin
         assert collector.connections == 2
     finally:
         collector.stop()
+
+
+def test_votes_wait_at_the_broker_while_an_influx_store_is_unreachable(broker, collector_settings, vote_store):
+    """A real InfluxStore on a port where nothing listens: nothing is acknowledged, so a later
+    collector with the same session gets every vote."""
+    from collector.service import Collector
+    from collector.stores.influx import InfluxStore
+    from manyi.broker import free_port
+
+    dead = InfluxStore(f"http://127.0.0.1:{free_port()}", "heze", "manyi", "token", timeout_ms=1000)
+    failing = Collector(collector_settings, dead).start()
+    try:
+        assert failing.wait_connected(10)
+        time.sleep(0.3)
+        pub = Publisher(broker.port)
+        pub.votes(stream_of_votes(200, terminals=4))
+        pub.close()
+        wait_until(lambda: failing.counters["store_failures"] >= 2, 30, message="failed writes")
+        assert failing.counters["acked"] == 0
+    finally:
+        failing.stop()
+        dead.close()
+    recovered = Collector(collector_settings, vote_store).start()      # same client id: same session
+    try:
+        wait_until(lambda: vote_store.stats()["votes"] == 200, 30, message="the backlog in the SQLite store")
+    finally:
+        recovered.stop()

@@ -39,7 +39,7 @@ def _influx(tmp_path):
     return InfluxStore.temporary(bucket=f"manyi-test-{uuid.uuid4().hex[:12]}")
 
 
-@pytest.fixture(params=["sqlite", "influxdb"])
+@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
 def store(request, tmp_path):
     """Each store backend, empty."""
     made = {"sqlite": _sqlite, "influxdb": _influx}[request.param](tmp_path)
