@@ -14,6 +14,7 @@ from manyi.protocol import CONFIG_KEYS, RATINGS, is_valid_device_id
 from manyi.settings import load
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
+CLOCK_SOURCES = ("timedatectl", "trusted", "untrusted")
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TerminalSettings:
     reconnect_min_seconds: float = 1.0
     reconnect_max_seconds: float = 60.0
     inflight: int = 50
+    # How clock_ok is decided: ask systemd (a Pi), or fixed (a laptop with a good clock, or a test bench).
+    clock_source: str = "timedatectl"
 
     def __post_init__(self):
         if not is_valid_device_id(self.device_id):
@@ -56,6 +59,10 @@ class TerminalSettings:
         if self.outbox_synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ConfigError(f"outbox_synchronous {self.outbox_synchronous!r} must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.outbox_synchronous = self.outbox_synchronous.upper()
+        if self.clock_source not in CLOCK_SOURCES:
+            raise ConfigError(f"clock_source {self.clock_source!r} must be one of {', '.join(CLOCK_SOURCES)}")
+        if self.inflight < 1:
+            raise ConfigError(f"inflight must be at least 1, got {self.inflight}")
         if self.outbox_limit < 1:
             raise ConfigError(f"outbox_limit must be at least 1, got {self.outbox_limit}")
         for key in ("lockout_seconds", "heartbeat_seconds", "led_brightness"):

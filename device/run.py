@@ -25,7 +25,9 @@ def run_terminal(settings: TerminalSettings, *, stop: threading.Event, pin_facto
     ``mock_presses`` (a test hook) presses those keys through mock pins once running.
     """
     clock = clock or SystemClock()
-    clock_check = clock_check or ClockCheck()
+    if clock_check is None:
+        fixed = {"trusted": lambda: True, "untrusted": lambda: False}.get(settings.clock_source)
+        clock_check = ClockCheck(fixed) if fixed else ClockCheck()
     clock_check.refresh(clock.monotonic())
     outbox = Outbox(settings.outbox_path, settings.device_id, limit=settings.outbox_limit,
                     synchronous=settings.outbox_synchronous)

@@ -25,6 +25,7 @@ def test_example_file_loads_and_environment_wins():
     ('device_id = "hz-a-w01"\npin_basic = 17', "pins must all differ"),
     ('device_id = "hz-a-w01"\noutbox_synchronous = "OFF"', "outbox_synchronous"),
     ('device_id = "hz-a-w01"\nlockout = 3', "unknown setting"),
+    ('device_id = "hz-a-w01"\nclock_source = "ntp"', "clock_source"),
 ])
 def test_bad_settings_are_named(tmp_path, text, message):
     path = tmp_path / "t.toml"
