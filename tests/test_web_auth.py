@@ -256,3 +256,20 @@ def test_cli_user_add_and_token_add(tmp_path, monkeypatch, capsys, heze):
     client = app.test_client()
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json["username"] == "ops"
     assert {e["action"] for e in audit_entries(get_db(app))} == {"user.add", "token.add"}
+
+
+def test_behind_a_reverse_proxy_the_real_client_address_is_used(app, heze, clock):
+    proxied = create_app({"TESTING": True, "CENTER_DB": app.config["CENTER_DB"], "REGISTRY": heze, "CLOCK": clock,
+                          "STORE_URL": app.config["STORE_URL"], "SESSION_COOKIE_SECURE": False, "PROXY_COUNT": 1,
+                          "LOGIN_MAX_FAILURES_IP": 2})
+    from plugin_web import AuthActions
+    for n in range(3):                     # three clients behind the same proxy, one failure each
+        client = proxied.test_client()
+        headers = {"X-Forwarded-For": f"10.1.0.{n}"}
+        client.get("/login", headers=headers)
+        actions = AuthActions(client)
+        response = client.post("/login", headers=headers,
+                               data={"username": f"ghost{n}", "password": "nope-nope", "csrf_token": actions.csrf()})
+        assert response.status_code == 401
+    ips = {e["ip"] for e in audit_entries(get_db(app), action="login.failed")}
+    assert ips == {"10.1.0.0", "10.1.0.1", "10.1.0.2"}

@@ -44,6 +44,7 @@ DEFAULTS = dict(
     LOGIN_MAX_FAILURES=5,               # per user name within LOGIN_WINDOW_SECONDS
     LOGIN_MAX_FAILURES_IP=20,           # per client address within LOGIN_WINDOW_SECONDS
     LOGIN_WINDOW_SECONDS=15 * 60,
+    PROXY_COUNT=0,                      # reverse proxies in front (nginx: 1): client address from X-Forwarded-For
     STREAM_POLL_SECONDS=0.3,            # how often an SSE stream polls store.feed()
     STREAM_MAX_SECONDS=300.0,           # a stream ends after this; EventSource reconnects with Last-Event-ID
     MAP_CACHE_SECONDS=3.0,              # /api/v1/map results shared by users of one scope for this long
@@ -63,6 +64,12 @@ def create_app(test_config: dict | None = None) -> Flask:
         # A random key logs everyone out at restart; `manyi serve` keeps one in a file instead.
         app.config["SECRET_KEY"] = secrets.token_hex(32)
     app.json.ensure_ascii = False
+    if int(app.config["PROXY_COUNT"]) > 0:
+        # Behind nginx every request comes from 127.0.0.1: trust exactly that many X-Forwarded-* hops,
+        # so the audit log and the per-address login limit see the real client.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        hops = int(app.config["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     from . import auth, context
     context.init_app(app)

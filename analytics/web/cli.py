@@ -32,6 +32,8 @@ def register(subparsers) -> None:
                        help="file with the session signing key, created if missing (default: next to --db)")
     serve.add_argument("--cookie-secure", choices=("auto", "yes", "no"), default="auto",
                        help="send the session cookie only over HTTPS; auto = yes unless listening on loopback")
+    serve.add_argument("--proxies", type=int, default=None,
+                       help="number of reverse proxies in front (nginx: 1) whose X-Forwarded-For is trusted (default 0)")
     serve.add_argument("--no-workers", action="store_true", help="do not start background workers (cases, alerts)")
     serve.set_defaults(func=cmd_serve)
 
@@ -85,7 +87,7 @@ def build_config(args) -> dict:
     db = _db_path(args)
     secure = args.cookie_secure == "yes" or (args.cookie_secure == "auto" and args.host not in LOOPBACK)
     secret_file = Path(args.secret_file) if args.secret_file else Path(db).parent / "web-secret.key"
-    return {
+    config = {
         "STORE_URL": args.store or os.environ.get("MANYI_STORE") or DEFAULT_STORE,
         "CENTER_DB": db,
         "REGISTRY_PATH": args.registry,
@@ -93,6 +95,9 @@ def build_config(args) -> dict:
         "SESSION_COOKIE_SECURE": secure,
         "BACKGROUND_WORKERS": not args.no_workers,
     }
+    if getattr(args, "proxies", None) is not None:
+        config["PROXY_COUNT"] = args.proxies
+    return config
 
 
 def cmd_serve(args) -> int:
