@@ -21,6 +21,8 @@ def register(subparsers) -> None:
                                           "MQTT publisher. GPIOZERO_PIN_FACTORY=mock runs it without a Pi.")
     p.add_argument("--config", required=True, help="TOML file (see device/terminal.example.toml); MANYI_ variables override")
     p.add_argument("--print-config", action="store_true", help="print the settings (secrets masked) and exit")
+    p.add_argument("--requeue-poisoned", action="store_true",
+                   help="put the votes the broker refused back into the outbox (after fixing the ACL) and exit")
     # Test hook: press keys through mock pins once the terminal runs (GPIOZERO_PIN_FACTORY=mock only).
     p.add_argument("--mock-press", action="append", default=[], metavar="RATING", help=argparse.SUPPRESS)
     p.set_defaults(func=_device)
@@ -58,6 +60,13 @@ def _device(args) -> int:
     if args.print_config:
         for key, value in redacted(settings).items():
             print(f"{key} = {value}")
+        return 0
+    if args.requeue_poisoned:
+        from .outbox import Outbox
+
+        box = Outbox(settings.outbox_path, settings.device_id, limit=settings.outbox_limit)
+        print(f"requeued {box.requeue_poisoned()} poisoned votes; outbox depth {box.depth}")
+        box.close()
         return 0
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -102,6 +102,12 @@ class Outbox:
             self._depth += 1
             return vote
 
+    def advance_seq(self, seq: int) -> int:
+        """Make the next vote's seq at least ``seq + 1`` (e.g. after seeding a history); return last_seq."""
+        with self._lock:
+            self._db.execute("UPDATE counters SET value = max(value, ?) WHERE name = 'last_seq'", (seq,))
+            return self._counter("last_seq")
+
     def count_repeat(self) -> int:
         """Count a press that was not a vote (during the lock-out); return the new total."""
         with self._lock:

@@ -41,3 +41,19 @@ def test_print_config_masks_the_password(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "s3cret-value" not in out.stdout and "password = ***" in out.stdout
+
+
+def test_requeue_poisoned_command(tmp_path):
+    from device.outbox import Outbox
+
+    path = tmp_path / "t.toml"
+    path.write_text(f'device_id = "hz-a-w01"\noutbox_path = "{tmp_path / "o.db"}"\n')
+    box = Outbox(tmp_path / "o.db", "hz-a-w01")
+    box.add("satisfied", "2026-11-23T09:30:00.000+08:00", True)
+    box.poison(1, 0x87, "Not authorized", "2026-11-23T09:30:01.000+08:00")
+    box.close()
+    out = subprocess.run([sys.executable, "-m", "manyi", "device", "--config", str(path), "--requeue-poisoned"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "requeued 1 poisoned votes; outbox depth 1" in out.stdout
+    assert [v.seq for v in Outbox(tmp_path / "o.db", "hz-a-w01").pending()] == [1]

@@ -62,3 +62,11 @@ def test_repeats_are_counted_durably(tmp_path):
     box.count_repeat()
     box.close()
     assert Outbox(tmp_path / "o.db", "hz-a-w01").repeats == 2
+
+
+def test_advance_seq_never_goes_back(tmp_path):
+    box = Outbox(tmp_path / "o.db", "hz-a-w01")
+    box.add("satisfied", AT, True)
+    assert box.advance_seq(40) == 40
+    assert box.advance_seq(7) == 40
+    assert box.add("basic", AT, True).seq == 41
