@@ -273,3 +273,20 @@ def test_behind_a_reverse_proxy_the_real_client_address_is_used(app, heze, clock
         assert response.status_code == 401
     ips = {e["ip"] for e in audit_entries(get_db(app), action="login.failed")}
     assert ips == {"10.1.0.0", "10.1.0.1", "10.1.0.2"}
+
+
+API_ROLES = {"/api/v1/map?figure=0": set(USERS), "/api/v1/feed": set(USERS), "/api/v1/stream": set(USERS),
+             "/api/v1/terminals": set(USERS), "/api/v1/me": set(USERS), "/api/v1/audit": {"admin"}}
+
+
+@pytest.mark.parametrize("path", sorted(API_ROLES))
+def test_api_by_role_with_session_and_token(app, api_token, path):
+    app.config["STREAM_MAX_SECONDS"] = 0.1
+    from plugin_web import AuthActions
+    for username in USERS:
+        expected = 200 if username in API_ROLES[path] else 403
+        client = app.test_client()
+        assert client.get(path, headers={"Authorization": f"Bearer {api_token(username)}"}).status_code == expected
+        AuthActions(client).login(username)
+        assert client.get(path).status_code == expected, (username, path)
+    assert app.test_client().get(path).status_code == 401
