@@ -85,9 +85,11 @@ def test_counts_flux_pushes_aggregation_to_the_server():
 def test_other_flux_queries():
     assert 'r._field == "seq"' in existing_flux("b", 0, 10, [DEV]) and "keep(columns" in existing_flux("b", 0, 10, [DEV])
     feed = feed_flux("b", 1_000_000, 50)
-    assert "range(start: 1970-01-01T00:00:01.000001000Z)" in feed and 'r._measurement == "vote_feed"' in feed
+    assert "range(start: 1970-01-01T00:00:01.000001000Z, stop: 2200-01-01T00:00:00Z)" in feed and 'r._measurement == "vote_feed"' in feed
     assert "desc: false" in feed and "limit(n: 50)" in feed
-    assert "range(start: -24h)" in feed_flux("b", None, 10) and "desc: true" in feed_flux("b", None, 10)
+    latest = feed_flux("b", None, 10)
+    assert "range(start: 1970-01-01T00:00:00Z, stop: 2200-01-01T00:00:00Z)" in latest
+    assert "tail(n: 10)" in latest and "desc: true" in latest and "tail(" not in feed
     gaps = gaps_flux("b", DEV)
     assert "difference(" in gaps and 'sort(columns: ["_value"])' in gaps and DEV in gaps
 

@@ -47,6 +47,9 @@ from .base import (
 VOTE, FEED, DEAD, STATUS, COUNTER = "vote", "vote_feed", "dead_letter", "terminal_status", "collector_counter"
 DEFAULT_BUCKET = "manyi"
 ALL_TIME = "1970-01-01T00:00:00Z"   # range start for whole-bucket queries
+# An explicit stop: range() stops at now() by default, and a point stamped a little ahead of the
+# server's clock (a terminal's clock within the 5-minute tolerance) must not vanish from queries.
+FAR_FUTURE = "2200-01-01T00:00:00Z"
 DEFAULT_LOOKBACK = timedelta(days=7)
 CHINA_MIDNIGHT_OFFSET = "16h"          # Flux windows align to the epoch (UTC); 16:00 UTC is 00:00 in China
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -141,9 +144,8 @@ def status_point(status: TerminalStatus, stamp_us: int):
     return point.time(stamp_us * 1000, WritePrecision.NS) if fields else None
 
 
-def _source(bucket: str, start: str, stop: str | None = None) -> str:
-    stop_part = f", stop: {stop}" if stop else ""
-    return f"from(bucket: {flux_string(bucket)})\n  |> range(start: {start}{stop_part})\n"
+def _source(bucket: str, start: str, stop: str = FAR_FUTURE) -> str:
+    return f"from(bucket: {flux_string(bucket)})\n  |> range(start: {start}, stop: {stop})\n"
 
 
 def _device_filter(devices: Iterable[str] | None) -> str:
@@ -177,17 +179,27 @@ def existing_flux(bucket: str, start_ns: int, end_ns: int, devices: Iterable[str
     )
 
 
-def feed_flux(bucket: str, after_us: int | None, limit: int, recent: str = "-24h") -> str:
-    """Flux of the live feed: after a cursor oldest first, or the latest ``limit`` newest first."""
-    start = rfc3339((after_us + 1) * 1000) if after_us is not None else recent
-    order = "false" if after_us is not None else "true"
+def feed_flux(bucket: str, after_us: int | None, limit: int) -> str:
+    """Flux of the live feed: after a cursor oldest first, or the latest ``limit`` newest first.
+
+    Without a cursor, ``tail()`` keeps the last ``limit`` points of each series before the
+    pivot, so the whole history is not pivoted just to find the newest votes.
+    """
+    limit = int(limit)
+    if after_us is not None:
+        head = _source(bucket, rfc3339((after_us + 1) * 1000))
+        head += f'  |> filter(fn: (r) => r._measurement == "{FEED}")\n'
+        order = "false"
+    else:
+        head = _source(bucket, ALL_TIME) + f'  |> filter(fn: (r) => r._measurement == "{FEED}")\n'
+        head += f"  |> tail(n: {limit})\n"
+        order = "true"
     return (
-        _source(bucket, start)
-        + f'  |> filter(fn: (r) => r._measurement == "{FEED}")\n'
+        head
         + '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
         + "  |> group()\n"
         + f'  |> sort(columns: ["_time"], desc: {order})\n'
-        + f"  |> limit(n: {int(limit)})\n"
+        + f"  |> limit(n: {limit})\n"
     )
 
 
