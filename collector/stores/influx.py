@@ -41,7 +41,8 @@ from urllib.parse import parse_qs, urlsplit
 from manyi.exc import ConfigError, StoreError
 
 from .base import (
-    BUCKETS, CountRow, DeadLetter, FeedItem, Gap, StoredVote, TerminalStatus, VoteStore, WriteResult,
+    BUCKETS, FLAG_CLOCK_REPLACED, CountRow, DeadLetter, FeedItem, Gap, StoredVote, TerminalStatus, VoteStore,
+    WriteResult,
 )
 
 VOTE, FEED, DEAD, STATUS, COUNTER = "vote", "vote_feed", "dead_letter", "terminal_status", "collector_counter"
@@ -318,7 +319,7 @@ class InfluxStore(VoteStore):
         spans = []
         stamps = [vote_time_ns(v) for v in votes]
         spans.append((min(stamps) // 1_000_000 * 1_000_000, max(stamps) + 1, {v.device for v in votes}))
-        replaced = [v for v in votes if "clock_replaced" in v.flags]
+        replaced = [v for v in votes if FLAG_CLOCK_REPLACED in v.flags]
         if replaced:
             low = min(to_us(v.received_at) for v in replaced) * 1000 - int(self.lookback.total_seconds() * 1e9)
             high = max(to_us(v.received_at) for v in replaced) * 1000 + 1_000_000
