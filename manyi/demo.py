@@ -223,15 +223,17 @@ def seed(workdir: Path, registry, props: dict[str, float], args, say) -> dict:
     db = CenterDB(workdir / "center.db")
     try:
         reports = demo_data.seed_center(db, registry, props, quarters, now=now)
+        with open_store(f"sqlite:///{workdir / 'votes.db'}") as store:
+            published = demo_data.publish_past_quarters(store, registry, db, quarters, now=now)
     finally:
         db.close()
     info = {
         "simulated": True, "note": demo_data.SIMULATED_NOTE, "seed": demo_data.SEED, "seeded_at": now.isoformat(),
         "quarters": [str(q) for q in quarters], "votes": votes.votes, "burst_votes": votes.burst_votes,
-        "terminals": len(votes.last_seq), "imports": [r.summary() for r in reports],
+        "terminals": len(votes.last_seq), "imports": [r.summary() for r in reports], "published_results": published,
     }
     say(f"seeded {votes.votes} simulated votes of {len(votes.last_seq)} terminals, "
-        f"{len(reports)} imports, in {time.monotonic() - started:.1f} s")
+        f"{len(reports)} imports, {len(published)} published quarters, in {time.monotonic() - started:.1f} s")
     return info
 
 

@@ -239,3 +239,15 @@ def history_quarters(now: datetime, past: int) -> list[Quarter]:
     for _ in range(past):
         quarters.insert(0, quarters[0].previous())
     return quarters
+
+
+def publish_past_quarters(store, registry, db, quarters: list[Quarter], *, now: datetime) -> list[int]:
+    """Compute and publish each finished quarter (the center's 已发布 results), as a city would at quarter end."""
+    from analytics.quarter import compute_quarter, publish
+
+    ids = []
+    for quarter in quarters:
+        if quarter.end <= now:
+            ids.append(publish(db, compute_quarter(store, registry, db, quarter, now=now), now=now))
+    return ids
+

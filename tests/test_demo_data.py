@@ -96,3 +96,20 @@ def test_survey_of_the_current_quarter_stays_before_now(registry, props):
 def test_history_quarters_end_with_the_current_one():
     now = datetime(2026, 11, 22, 10, tzinfo=CHINA_TZ)
     assert [str(q) for q in demo_data.history_quarters(now, 2)] == ["2026Q2", "2026Q3", "2026Q4"]
+
+
+def test_finished_quarters_are_published(tmp_path, registry, props):
+    from analytics.quarter import published
+
+    few_quarters = [Quarter(2026, 3), Quarter(2026, 4)]
+    now = datetime(2026, 11, 22, 10, tzinfo=CHINA_TZ)
+    db = CenterDB(tmp_path / "center.db")
+    try:
+        with open_store(f"sqlite:///{tmp_path / 'votes.db'}") as store:
+            demo_data.seed_votes(store, props, Quarter(2026, 3).start, Quarter(2026, 3).end, votes_per_day=0.5)
+            demo_data.seed_center(db, registry, props, few_quarters, now=now)
+            ids = demo_data.publish_past_quarters(store, registry, db, few_quarters, now=now)
+        assert len(ids) == 1
+        assert [r["quarter"] for r in published(db)] == ["2026Q3"]
+    finally:
+        db.close()
