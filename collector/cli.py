@@ -5,7 +5,6 @@ Only the standard library is imported at the top; paho and the stores load in th
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
