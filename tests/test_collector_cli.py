@@ -56,3 +56,17 @@ def test_stats_text_and_json(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["votes"] == 3 and data["terminal_list"][0]["gaps"] == [[3, 4]]
     assert main(["stats", "--store", "mysql://x"]) == 2
+
+
+def test_every_option_is_documented():
+    from pathlib import Path
+
+    from manyi.cli import build_parser
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "collector.md").read_text()
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("collector", "stats"):
+        for action in commands[name]._actions:
+            for option in action.option_strings:
+                if option.startswith("--") and option != "--help":
+                    assert f"`{option}" in doc, f"manyi {name} {option} is not in docs/collector.md"
