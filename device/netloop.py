@@ -155,6 +155,14 @@ class NetworkLoop:
             self._apply_ops()
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._run_once()
+            except Exception:  # noqa: BLE001 - one client's failure must not stop every terminal
+                log.exception("network loop error; continuing")
+                time.sleep(0.1)
+
+    def _run_once(self) -> None:
         next_misc = 0.0
         while not self._stop.is_set():
             self._apply_ops()

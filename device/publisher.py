@@ -66,6 +66,7 @@ class Publisher:
         self.config_applied: dict = {}
         self.config_rejected: dict = {}
         self.connected = threading.Event()
+        self.subscribed = threading.Event()     # the config subscription of this connection is active
         self.connections = 0
         self._lock = threading.Lock()
         self._acks: deque = deque()
@@ -90,10 +91,15 @@ class Publisher:
         client.reconnect_delay_set(min_delay=max(1, int(s.reconnect_min_seconds)),
                                    max_delay=max(1, int(s.reconnect_max_seconds)))
         client.max_inflight_messages_set(max(s.inflight, 1) + 10)
+        # An error in one of our callbacks is logged and the network loop goes on; a vote that
+        # could not be deleted stays in the outbox and is sent again.
+        client.suppress_exceptions = True
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = lambda *args: self.subscribed.set()
         return client
 
     def start(self) -> None:
@@ -155,6 +161,7 @@ class Publisher:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         if not self._stopping:
             log.info("%s: disconnected (%s); reconnecting with back-off", self.device, reason_code)
 

@@ -172,7 +172,14 @@ class Terminal:
                 self.counts[BOUNCE] += 1
                 return
             if pressed:
-                self.press(rating)
+                try:
+                    self.press(rating)
+                except Exception:  # noqa: BLE001 - the pin callback thread must survive (e.g. a disk error)
+                    # Not committed, so not confirmed: the citizen sees the refusal pattern.
+                    log.exception("%s: press of %s could not be recorded", self.settings.device_id, rating)
+                    self.counts[REFUSED] += 1
+                    self._refused_until = now + REFUSED_SHOW_SECONDS
+                    self.tick()
 
     def press(self, rating: str) -> str:
         """Handle one debounced press of ``rating``'s key; return vote, repeat or refused."""

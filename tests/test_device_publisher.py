@@ -164,7 +164,7 @@ def test_config_is_applied_unknown_keys_ignored_and_reported(make_rig, broker, r
 def test_bad_config_message_is_ignored_without_killing_the_loop(make_rig, broker, recorder):
     rig = make_rig()
     rig.connect(broker.port)
-    assert rig.publisher.connected.wait(5)
+    assert rig.publisher.subscribed.wait(5)
     import paho.mqtt.publish as publish
     publish.single("manyi/v1/config/hz-test-w01", b"not json", qos=1, hostname="127.0.0.1", port=broker.port)
     assert wait(lambda: rig.publisher.config_rejected == {"message": "bad_json"})

@@ -94,7 +94,7 @@ def test_office_hours():
 
 
 @pytest.mark.slow
-def test_shared_network_loop_reconnects_after_a_broker_outage(broker, tmp_path):
+def test_shared_network_loop_reconnects_after_a_broker_outage(broker, recorder, tmp_path):
     import threading
     import time
 
@@ -103,7 +103,7 @@ def test_shared_network_loop_reconnects_after_a_broker_outage(broker, tmp_path):
         broker.address, terminals=20, votes=150, seed=5, workdir=tmp_path / "w", start=START, rate=100,
         timeout=60)))
     runner.start()
-    time.sleep(0.6)
+    assert recorder.wait_for(lambda r: len(keys(r)) >= 10, timeout=30)   # the terminals are publishing
     broker.stop()
     time.sleep(1.0)
     broker.start()
