@@ -149,6 +149,22 @@ def votes_per_open_day() -> float:
     return total
 
 
+def default_start(votes: int, terminals: int, today: datetime | None = None) -> datetime:
+    """Votes mode: midnight of the working day far enough back that N votes end before ``today``.
+
+    Walks back over working days (Monday to Friday) with a 50 % margin on the model's
+    expected votes per day, so that the votes' times are in the past, hence plausible.
+    """
+    today = (today or datetime.now(CHINA_TZ)).astimezone(CHINA_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
+    needed = max(1, math.ceil(votes / (votes_per_open_day() * max(terminals, 1)) * 1.5))
+    day = today
+    while needed:
+        day -= timedelta(days=1)
+        if day.weekday() < 5:
+            needed -= 1
+    return day
+
+
 def pick_rating(rng: random.Random, propensity: float) -> str:
     """Satisfied with probability ``propensity``; the rest 60 % basic, 40 % unsatisfied."""
     u = rng.random()
@@ -268,10 +284,7 @@ class Simulation:
         self.timeout = timeout
         if votes is not None:
             if start is None:
-                per_day = votes_per_open_day() * len(self.devices)
-                days = math.ceil(votes / per_day * 7 / 5 * 1.3) + 1 if votes else 1
-                today = datetime.now(CHINA_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
-                start = today - timedelta(days=days)
+                start = default_start(votes, len(self.devices))
             self.clock = VirtualClock(start.astimezone(CHINA_TZ))
         else:
             self.clock = VirtualClock((start or datetime.now(CHINA_TZ)).astimezone(CHINA_TZ), speed=speed,

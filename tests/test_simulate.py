@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from device.simulate import arrival_rate, next_opening, read_devices, run_simulation
+from device.simulate import arrival_rate, default_start, next_opening, read_devices, run_simulation
 from manyi.exc import ConfigError
 from manyi.protocol import CHINA_TZ, parse_vote
 
@@ -111,3 +111,17 @@ def test_shared_network_loop_reconnects_after_a_broker_outage(broker, recorder, 
     assert not runner.is_alive()
     assert result["votes"] == 150 and result["acked"] == 150 and result["pending"] == 0
     assert result["connections"] > 20    # the terminals really reconnected
+
+
+def test_default_start_leaves_enough_working_days_before_today():
+    monday = datetime(2026, 11, 23, 10, 30, tzinfo=CHINA_TZ)
+    # 300 terminals x ~51.5 citizens a day: 20,000 votes need 1.3 working days, 2 with the margin.
+    assert default_start(20000, 300, monday) == datetime(2026, 11, 19, 0, 0, tzinfo=CHINA_TZ)
+    assert default_start(1, 300, monday) == datetime(2026, 11, 20, 0, 0, tzinfo=CHINA_TZ)
+
+
+def test_votes_mode_times_lie_in_the_past(broker, recorder, tmp_path):
+    run_simulation(broker.address, terminals=3, votes=40, seed=2, workdir=tmp_path / "w")
+    assert recorder.wait_for(lambda r: len(keys(r)) >= 40)
+    now = datetime.now(CHINA_TZ)
+    assert all(datetime.fromisoformat(k[3]) < now for k in keys(recorder))
