@@ -391,7 +391,7 @@ class Simulation:
                 self._press(sim, rating, at, events, index)
                 if self.rng.random() < REPEAT_PROBABILITY:
                     # The citizen presses again before the lock-out ends (maybe another key).
-                    again = at + self.rng.uniform(0.3, self.lockout_seconds * 0.8)
+                    again = at + self.lockout_seconds * self.rng.uniform(0.2, 0.8)
                     other = pick_rating(self.rng, sim.propensity)
                     heapq.heappush(events, (again, index, 1, other))
             elif kind == 1:     # a repeat press during the lock-out
