@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from .exc import ProtocolError
+from .periods import CHINA_TZ  # noqa: F401  (re-exported: terminals stamp votes in China time)
 
 VERSION = 1
 TOPIC_ROOT = "manyi/v1"
@@ -31,7 +32,6 @@ STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/status/+"
 # Votes before this instant cannot be real: the system did not exist.
 EARLIEST_PLAUSIBLE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 MAX_FUTURE_SKEW = timedelta(minutes=5)
-CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
 def vote_topic(device: str) -> str:
@@ -136,6 +136,16 @@ def _load_json_object(payload: bytes) -> dict:
     return data
 
 
+def _device_message(topic: str, kind: str, payload: bytes) -> tuple[dict, str]:
+    """The JSON object of a ``kind`` message and its device, which must be the topic's device."""
+    topic_device = device_from_topic(topic, kind)
+    data = _load_json_object(payload)
+    device = _require(data, "device", str)
+    if device != topic_device:
+        raise ProtocolError("device_mismatch", f"payload device {device!r} differs from topic device {topic_device!r}")
+    return data, device
+
+
 def _require(data: dict, name: str, kind: type | tuple, reason: str = "bad_field") -> object:
     if name not in data:
         raise ProtocolError("missing_field", f"field {name!r} is missing")
@@ -156,11 +166,7 @@ def parse_vote(topic: str, payload: bytes) -> Vote:
     The timestamp is only checked for form here; its plausibility is judged by
     :func:`plausible_time`, since an implausible clock never makes a vote invalid.
     """
-    topic_device = device_from_topic(topic, "votes")
-    data = _load_json_object(payload)
-    device = _require(data, "device", str)
-    if device != topic_device:
-        raise ProtocolError("device_mismatch", f"payload device {device!r} differs from topic device {topic_device!r}")
+    data, device = _device_message(topic, "votes", payload)
     seq = _require(data, "seq", int)
     if seq < 1:
         raise ProtocolError("bad_seq", f"seq must be >= 1, got {seq}")
@@ -231,11 +237,7 @@ _STATUS_BOOL_FIELDS = ("clock_ok", "outbox_full")
 
 def parse_status(topic: str, payload: bytes) -> Status:
     """Validate a status message and return the Status, or raise ProtocolError."""
-    topic_device = device_from_topic(topic, "status")
-    data = _load_json_object(payload)
-    device = _require(data, "device", str)
-    if device != topic_device:
-        raise ProtocolError("device_mismatch", f"payload device {device!r} differs from topic device {topic_device!r}")
+    data, device = _device_message(topic, "status", payload)
     online = _require(data, "online", bool)
     values: dict = {}
     for names, kind in ((_STATUS_INT_FIELDS, int), (_STATUS_STR_FIELDS, str), (_STATUS_BOOL_FIELDS, bool)):
