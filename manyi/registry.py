@@ -208,8 +208,20 @@ class Window:
     note: str = ""
 
 
+class _Validity:
+    """Mixin of records valid from ``valid_from`` (incl.) to ``valid_to`` (excl., None = still)."""
+
+    valid_from: datetime
+    valid_to: datetime | None
+
+    def covers(self, at: datetime) -> bool:
+        """True when ``at`` lies in [valid_from, valid_to)."""
+        at = to_local(at)
+        return self.valid_from <= at and (self.valid_to is None or at < self.valid_to)
+
+
 @dataclass(frozen=True)
-class Assignment:
+class Assignment(_Validity):
     """Terminal ``device`` served window ``window_id`` from valid_from (incl.) to valid_to (excl., None = still)."""
 
     device: str
@@ -218,14 +230,9 @@ class Assignment:
     valid_to: datetime | None
     note: str = ""
 
-    def covers(self, at: datetime) -> bool:
-        """True when ``at`` lies in [valid_from, valid_to)."""
-        at = to_local(at)
-        return self.valid_from <= at and (self.valid_to is None or at < self.valid_to)
-
 
 @dataclass(frozen=True)
-class RosterEntry:
+class RosterEntry(_Validity):
     """Staff member ``staff_id`` sat at window ``window_id`` from valid_from to valid_to."""
 
     window_id: str
@@ -234,11 +241,6 @@ class RosterEntry:
     valid_from: datetime
     valid_to: datetime | None
     note: str = ""
-
-    def covers(self, at: datetime) -> bool:
-        """True when ``at`` lies in [valid_from, valid_to)."""
-        at = to_local(at)
-        return self.valid_from <= at and (self.valid_to is None or at < self.valid_to)
 
 
 @dataclass(frozen=True)
@@ -584,6 +586,17 @@ class _Loader:
             self.problem(file, line, fld, f"{text!r} is not a date/time like 2026-03-01 or 2026-03-01 14:30")
             return None
 
+    def validity(self, file: str, line: int, row: dict[str, str]) -> tuple[datetime | None, datetime | None]:
+        """(valid_from, valid_to) of a row; valid_from is None when the span is unusable (problem recorded)."""
+        start = self.moment(file, line, "valid_from", row["valid_from"], True)
+        end = self.moment(file, line, "valid_to", row.get("valid_to", ""), False)
+        if start is None or (row.get("valid_to") and end is None):
+            return None, None
+        if end is not None and end <= start:
+            self.problem(file, line, "valid_to", "valid_to is not after valid_from")
+            return None, None
+        return start, end
+
     def build(self) -> Registry:
         reg = Registry()
         for line, row in self.rows("meta.csv"):
@@ -653,14 +666,8 @@ class _Loader:
             if wid not in reg.windows:
                 self.problem("assignments.csv", line, "window_id", f"unknown window {wid!r} (not in windows.csv)")
                 ok = False
-            start = self.moment("assignments.csv", line, "valid_from", row["valid_from"], True)
-            end = self.moment("assignments.csv", line, "valid_to", row.get("valid_to", ""), False)
-            if start is None or (row.get("valid_to") and end is None):
-                ok = False
-            elif end is not None and end <= start:
-                self.problem("assignments.csv", line, "valid_to", "valid_to is not after valid_from")
-                ok = False
-            if ok:
+            start, end = self.validity("assignments.csv", line, row)
+            if ok and start is not None:
                 assignment_lines[len(reg.assignments)] = line
                 reg.assignments.append(Assignment(device, wid, start, end, row.get("note", "")))
         self.overlaps("assignments.csv", reg.assignments, assignment_lines, lambda a: a.device, "device",
@@ -677,14 +684,8 @@ class _Loader:
             if not row["staff_id"]:
                 self.problem("roster.csv", line, "staff_id", "empty staff id")
                 ok = False
-            start = self.moment("roster.csv", line, "valid_from", row["valid_from"], True)
-            end = self.moment("roster.csv", line, "valid_to", row.get("valid_to", ""), False)
-            if start is None or (row.get("valid_to") and end is None):
-                ok = False
-            elif end is not None and end <= start:
-                self.problem("roster.csv", line, "valid_to", "valid_to is not after valid_from")
-                ok = False
-            if ok:
+            start, end = self.validity("roster.csv", line, row)
+            if ok and start is not None:
                 roster_lines[len(reg.roster)] = line
                 reg.roster.append(RosterEntry(row["window_id"], row["staff_id"], row["staff_name"], start, end,
                                               row.get("note", "")))
