@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from manyi.exc import ImportFileError
 from manyi.periods import CHINA_TZ
@@ -217,6 +217,26 @@ class Header:
     columns: dict[str, int]       # key -> 0-based column index
     labels: dict[str, str]        # key -> header text as found
     data_start: int               # index into Table.rows of the first data row
+
+    def cell(self, cells: list[str], key: str) -> str:
+        """The text of logical column ``key`` in a data row ("" when the file has no such column)."""
+        index = self.columns.get(key)
+        return cells[index] if index is not None and index < len(cells) else ""
+
+
+def data_rows(table: Table, header: Header, report: "ImportReport",
+              progress: ProgressCallback | None = None) -> Iterator[tuple[int, list[str]]]:
+    """The non-empty rows below the header as (clerk row number, cells), counted in
+    ``report.rows_read``; ``progress(done, total)`` every 500 rows and at the end."""
+    rows = table.rows[header.data_start:]
+    total = len(rows)
+    for done, (row_number, cells) in enumerate(rows, start=1):
+        if progress and (done % 500 == 0 or done == total):
+            progress(done, total)
+        if not any(cells):
+            continue
+        report.rows_read += 1
+        yield row_number, cells
 
 
 def find_header(table: Table, columns: Iterable[Column]) -> Header:
@@ -545,6 +565,14 @@ class ImportReport:
     def reject(self, row: int, column: str, value: str, reason: str, code: str, candidates=()) -> None:
         """Record a rejected row."""
         self.rejected.append(RejectedRow(row, column, value, reason, code, list(candidates)))
+
+    def reject_unit(self, row: int, exc: UnitMatchError, labels: dict[str, str]) -> None:
+        """Record a row whose unit did not match (column named by its header text); an unknown
+        name is also listed in ``unmatched`` with its closest candidates."""
+        column = {key: labels[key] for key in ("county", "township", "code")}.get(exc.column, exc.column)
+        self.reject(row, column, exc.value, exc.reason, exc.code, exc.candidates)
+        if exc.code == "unknown_unit":
+            self.unmatched.setdefault(exc.value, exc.candidates)
 
     def rejected_by_reason(self) -> dict[str, int]:
         """Number of rejected rows per reason code."""

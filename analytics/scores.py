@@ -19,6 +19,7 @@ from manyi.registry import Registry
 from .importing import (
     IMPORTS_SCHEMA,
     Column,
+    data_rows,
     ImportReport,
     ProgressCallback,
     UnitMatcher,
@@ -67,36 +68,21 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
     matcher = UnitMatcher(registry)
     report = ImportReport("scores", table.filename, str(quarter), header_row=header.row, encoding=table.encoding)
     labels = {c.key: header.labels.get(c.key, c.label) for c in COLUMNS}
-    data_rows = table.rows[header.data_start:]
-    total = len(data_rows)
     found: dict[tuple[str, str], list[tuple[int, float, str]]] = {}
 
-    def cell(cells: list[str], key: str) -> str:
-        index = header.columns.get(key)
-        return cells[index] if index is not None and index < len(cells) else ""
-
-    for done, (row_number, cells) in enumerate(data_rows, start=1):
-        if progress and (done % 500 == 0 or done == total):
-            progress(done, total)
-        if not any(cells):
-            continue
-        report.rows_read += 1
-        township = cell(cells, "township")
-        county = cell(cells, "county")
-        if not township and not county and cell(cells, "name"):
+    for row_number, cells in data_rows(table, header, report, progress):
+        township = header.cell(cells, "township")
+        county = header.cell(cells, "county")
+        if not township and not county and header.cell(cells, "name"):
             # a single 单位 column: a township name, else a county name
-            township, county = _split_name(matcher, cell(cells, "name"))
+            township, county = _split_name(matcher, header.cell(cells, "name"))
         try:
-            match = matcher.match_cells(cell(cells, "code"), county, township)
+            match = matcher.match_cells(header.cell(cells, "code"), county, township)
             level, code = match.level, match.code
         except UnitMatchError as exc:
-            column = {"county": labels["county"], "township": labels["township"], "code": labels["code"]}.get(exc.column, exc.column)
-            reason_code = exc.code
-            report.reject(row_number, column, exc.value, exc.reason, reason_code, exc.candidates)
-            if reason_code == "unknown_unit":
-                report.unmatched.setdefault(exc.value, exc.candidates)
+            report.reject_unit(row_number, exc, labels)
             continue
-        text = cell(cells, "score")
+        text = header.cell(cells, "score")
         if not text:
             report.reject(row_number, labels["score"], "", "缺少得分", "missing_score")
             continue

@@ -27,6 +27,7 @@ from manyi.registry import Registry
 from .importing import (
     IMPORTS_SCHEMA,
     Column,
+    data_rows,
     ImportReport,
     ProgressCallback,
     UnitMatcher,
@@ -170,23 +171,12 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
     matcher = UnitMatcher(registry)
     report = ImportReport("survey", table.filename, str(quarter), header_row=header.row, encoding=table.encoding)
     labels = {c.key: header.labels.get(c.key, c.label) for c in COLUMNS}
-    data_rows = table.rows[header.data_start:]
-    total = len(data_rows)
     seen: dict[str, int] = {}
     records: list[tuple] = []
 
-    def cell(cells: list[str], key: str) -> str:
-        index = header.columns.get(key)
-        return cells[index] if index is not None and index < len(cells) else ""
-
-    for done, (row_number, cells) in enumerate(data_rows, start=1):
-        if progress and (done % 500 == 0 or done == total):
-            progress(done, total)
-        if not any(cells):
-            continue
-        report.rows_read += 1
+    for row_number, cells in data_rows(table, header, report, progress):
         # date
-        date_text = cell(cells, "date")
+        date_text = header.cell(cells, "date")
         if not date_text:
             report.reject(row_number, labels["date"], "", "缺少日期", "missing_date")
             continue
@@ -202,17 +192,14 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
             continue
         # unit
         try:
-            match = matcher.match_cells(cell(cells, "code"), cell(cells, "county"), cell(cells, "township"))
+            match = matcher.match_cells(header.cell(cells, "code"), header.cell(cells, "county"),
+                                        header.cell(cells, "township"))
             unit = (match.level, match.code, match.county_code)
         except UnitMatchError as exc:
-            column = {"county": labels["county"], "township": labels["township"], "code": labels["code"]}.get(exc.column, exc.column)
-            code = exc.code
-            report.reject(row_number, column, exc.value, exc.reason, code, exc.candidates)
-            if code in ("unknown_unit",):
-                report.unmatched.setdefault(exc.value, exc.candidates)
+            report.reject_unit(row_number, exc, labels)
             continue
         # answer
-        answer_text = cell(cells, "rating")
+        answer_text = header.cell(cells, "rating")
         rating = map_answer(answer_text)
         if rating is None:
             report.reject(row_number, labels["rating"], answer_text,
@@ -220,14 +207,14 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
                           "bad_answer")
             continue
         # phone
-        phone_text = cell(cells, "phone")
+        phone_text = header.cell(cells, "phone")
         phone = normalise_phone(phone_text) if phone_text else ""
         if phone_text and (len(re.sub(r"\D", "", phone)) < 4 or (len(phone) < 7)):
             report.reject(row_number, labels["phone"], mask_phone(phone_text), "手机号格式不正确", "bad_phone")
             continue
-        note = mask_digits(cell(cells, "note"))
+        note = mask_digits(header.cell(cells, "note"))
         key = _hash(salt, "\x1f".join((str(quarter), answered.isoformat(), phone, unit[0], unit[1],
-                                       compact(answer_text), cell(cells, "note"))))
+                                       compact(answer_text), header.cell(cells, "note"))))
         if key in seen:
             report.duplicates += 1
             continue
