@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from .exc import ProtocolError
-from .periods import CHINA_TZ  # noqa: F401  (re-exported: terminals stamp votes in China time)
+from .periods import CHINA_TZ as CHINA_TZ  # re-exported: terminals stamp their votes in China time
 
 VERSION = 1
 TOPIC_ROOT = "manyi/v1"
