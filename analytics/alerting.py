@@ -25,6 +25,8 @@ from collector.stores.base import FLAG_TEST
 from manyi.exc import ManyiError
 from manyi.periods import day_bounds, to_local
 
+from .stats import satisfaction_rate
+
 KINDS = {"burst": "短时集中不满意", "low_rate": "日满意率偏低"}
 LEVELS = {"hall": "大厅", "township": "乡镇（街道）", "county": "县区"}
 
@@ -149,12 +151,6 @@ def burst_alerts(rule: Rule, votes: Iterable[tuple[str, datetime]], last_end: di
     return found
 
 
-def satisfaction_rate(satisfied: int, basic: int, unsatisfied: int) -> float | None:
-    """(满意 + 基本满意) / n, or None without votes."""
-    total = satisfied + basic + unsatisfied
-    return (satisfied + basic) / total if total else None
-
-
 def rate_alerts(rule: Rule, counts: dict[str, dict[str, int]], day: date, now: datetime) -> list[Candidate]:
     """Scopes whose satisfaction rate on ``day`` is below the threshold with enough votes.
 
@@ -164,9 +160,8 @@ def rate_alerts(rule: Rule, counts: dict[str, dict[str, int]], day: date, now: d
     start, _ = day_bounds(day)
     found = []
     for scope, c in sorted(counts.items()):
-        s, b, u = c.get("satisfied", 0), c.get("basic", 0), c.get("unsatisfied", 0)
-        total = s + b + u
-        rate = satisfaction_rate(s, b, u)
+        total = c.get("satisfied", 0) + c.get("basic", 0) + c.get("unsatisfied", 0)
+        rate = satisfaction_rate(c)
         if total >= min_votes and rate is not None and rate < threshold:
             found.append(Candidate(
                 rule.id, rule.params["level"], scope, f"{scope}@{day.isoformat()}", start, now, round(rate, 4),

@@ -1,5 +1,6 @@
 """Small statistics for the quarterly model, in pure math (scipy is not a dependency).
 
+- :func:`satisfaction_rate`: (满意 + 基本满意) / n of one set of counts.
 - :func:`wilson_interval`: the Wilson score interval of a proportion (vectorised).
 - :func:`chi_square_sf`: the exact upper tail of the chi-square distribution for 1 and 2
   degrees of freedom (closed forms: ``erfc(sqrt(x/2))`` and ``exp(-x/2)``), which is all
@@ -12,11 +13,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+
+def satisfaction_rate(counts: Mapping[str, int]) -> float | None:
+    """(满意 + 基本满意) / n of counts by rating ({"satisfied": n, "basic": n, "unsatisfied": n}), None without votes."""
+    satisfied, basic = counts.get("satisfied", 0), counts.get("basic", 0)
+    total = satisfied + basic + counts.get("unsatisfied", 0)
+    return (satisfied + basic) / total if total else None
 
 
 def wilson_interval(successes, n, z: float = Z95):
