@@ -2,10 +2,13 @@
 
 One paho client per terminal, client id = username = device id, a persistent session
 (clean_start=False with a session expiry), QoS 1, reconnect with back-off. Votes go
-out in seq order with a bounded number in flight. A PUBACK with a success reason code
-deletes the row; a reason code >= 0x80 (e.g. 0x87 not authorised by the broker's ACL)
-moves it to the poisoned table, where it stays, counted in the status and shown on
-the LEDs. The retained status message is published on connect, on every heartbeat
+out in seq order with a bounded number in flight. Only a PUBACK with reason code 0x00
+(success) deletes the row. 0x10 "no matching subscribers" means the broker dropped the
+vote because no collector was subscribed (e.g. mosquitto 2.0 does not restore a shared
+subscription after a broker restart): the vote stays pending and the publisher holds off,
+then sends again from the oldest pending vote, with back-off. A reason code >= 0x80
+(e.g. 0x87 not authorised by the broker's ACL) moves it to the poisoned table, where it
+stays, counted in the status and shown on the LEDs. The retained status message is published on connect, on every heartbeat
 and after a config change; the will publishes ``online: false``. Settings from the
 retained config topic are applied at run time and reported in ``config_applied``.
 """
@@ -35,6 +38,8 @@ from .outbox import Outbox
 log = logging.getLogger(__name__)
 
 RESEND_SECONDS = 30.0
+SUCCESS = 0x00
+NO_MATCHING_SUBSCRIBERS = 0x10
 
 
 class Publisher:
@@ -63,6 +68,8 @@ class Publisher:
         self.acked = 0
         self.poisoned = 0
         self.duplicate_acks = 0
+        self.undelivered = 0                      # PUBACKs 0x10 (and other non-success codes < 0x80): kept, sent again
+        self.undelivered_retries = 0              # hold-offs after such PUBACKs
         self.config_applied: dict = {}
         self.config_rejected: dict = {}
         self.connected = threading.Event()
@@ -75,6 +82,8 @@ class Publisher:
         self._sent_upto = 0                       # highest seq handed to paho
         self._inflight_since = 0.0
         self._next_heartbeat = float("inf")
+        self._hold_until = 0.0                    # no publishing before this (monotonic) after a PUBACK 0x10
+        self._hold_seconds = 0.0                  # current back-off; 0 after a success
         self._stopping = False
         self.client = self._make_client()
 
@@ -203,6 +212,7 @@ class Publisher:
     def _process_acks(self) -> bool:
         changed = False
         done = []
+        unrouted = []
         while self._acks:
             mid, code, reason = self._acks.popleft()
             seq = self._inflight.pop(mid, None)
@@ -215,15 +225,41 @@ class Publisher:
                     changed = True
                     log.error("%s: broker refused vote seq %d (reason code 0x%02x %s); kept as poisoned",
                               self.device, seq, code, reason)
-            else:
+            elif code == SUCCESS:
                 done.append(seq)
+            else:
+                # 0x10 "no matching subscribers": the broker accepted the PUBLISH but nobody got it.
+                unrouted.append((seq, code, reason))
         if done:
             # One transaction for every ack that arrived together: fewer commits under load.
             deleted = self.outbox.acknowledge_many(done)
             self.acked += deleted
             self.duplicate_acks += len(done) - deleted
             self._inflight_since = self.clock.monotonic()
+            if not unrouted:
+                self._hold_seconds = 0.0
+        if unrouted:
+            self._hold_off(unrouted)
         return changed
+
+    def _hold_off(self, unrouted: list) -> None:
+        # Keep the votes pending, stop publishing for a while, then start again from the oldest
+        # pending vote (votes still in flight are not sent twice).
+        self.undelivered += len(unrouted)
+        first = min(seq for seq, _code, _reason in unrouted)
+        self._sent_upto = min(self._sent_upto, first - 1)
+        now = self.clock.monotonic()
+        if now >= self._hold_until:
+            # One back-off step per hold, not per vote of a full window answered with 0x10.
+            s = self.settings
+            self._hold_seconds = min(max(self._hold_seconds * 2, s.reconnect_min_seconds), s.reconnect_max_seconds)
+            self._hold_until = now + self._hold_seconds
+            self.undelivered_retries += 1
+            seq, code, reason = unrouted[0]
+            log.warning("%s: broker could not route vote seq %d (reason code 0x%02x %s; %d such votes this time, "
+                        "%d in total); kept in the outbox, sending again in %.1f s (retry %d)",
+                        self.device, seq, code, reason, len(unrouted), self.undelivered, self._hold_seconds,
+                        self.undelivered_retries)
 
     def _fill(self) -> None:
         if not self.connected.is_set() or self._stopping:
@@ -231,9 +267,18 @@ class Publisher:
         room = self.settings.inflight - len(self._inflight)
         if room <= 0:
             return
+        if self._hold_until and self.clock.monotonic() < self._hold_until:
+            return
         if not self._inflight:
             self._inflight_since = self.clock.monotonic()
-        for row in self.outbox.pending(after=self._sent_upto, limit=room):
+        flying = set(self._inflight.values())
+        for row in self.outbox.pending(after=self._sent_upto, limit=room + len(flying)):
+            if row.seq in flying:
+                self._sent_upto = max(self._sent_upto, row.seq)
+                continue
+            if room <= 0:
+                break
+            room -= 1
             info = self.client.publish(self.topic, row.payload, qos=1)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("%s: publish of seq %d failed locally (%s); will retry", self.device, row.seq, info.rc)

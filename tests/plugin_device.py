@@ -21,9 +21,10 @@ class Recorder:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: subscribed.set()
+        # Subscribe on every connect: after a broker restart the session (and its subscriptions)
+        # is gone, and a vote without a subscriber is kept by the terminal (PUBACK 0x10), not lost.
+        self.client.on_connect = lambda client, *args: [client.subscribe(topic, qos=1) for topic in topics]
         self.client.connect(host, port)
-        for topic in topics:
-            self.client.subscribe(topic, qos=1)
         self.client.loop_start()
         assert subscribed.wait(5), "recorder could not subscribe"
 
