@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -176,6 +177,15 @@ def collector_process(broker, tmp_path):
         proc.kill()
 
 
+def count_stored(path) -> int:
+    """Votes in the SQLite file, read through a separate connection as another process would (0 before it exists)."""
+    try:
+        with sqlite3.connect(path, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM votes").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
 def stats_json(store_url: str) -> dict:
     """``manyi stats --json`` run as a command, parsed."""
     out = subprocess.run([sys.executable, "-m", "manyi", "stats", "--store", store_url, "--json"],
@@ -183,4 +193,4 @@ def stats_json(store_url: str) -> dict:
     return json.loads(out.stdout)
 
 
-__all__ = ["wait_until", "make_vote", "stream_of_votes", "Publisher", "CollectorProcess", "stats_json"]
+__all__ = ["wait_until", "make_vote", "stream_of_votes", "Publisher", "CollectorProcess", "count_stored", "stats_json"]

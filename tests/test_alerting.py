@@ -7,8 +7,6 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from analytics import alerting as al
-from analytics.db import CenterDB
-from collector.stores.sqlite import SQLiteStore
 from followup_fixtures import DEV_A1, DEV_A2, DEV_B1, small_registry, vote
 from manyi.periods import CHINA_TZ
 
@@ -63,12 +61,8 @@ def test_validate_params():
 
 
 @pytest.fixture
-def env(tmp_path):
-    store = SQLiteStore(tmp_path / "votes.db")
-    db = CenterDB(tmp_path / "center.db")
-    yield store, db, small_registry()
-    store.close()
-    db.close()
+def env(vote_store, center_db):
+    return vote_store, center_db, small_registry()
 
 
 def test_evaluate_raises_each_burst_alert_once(env):

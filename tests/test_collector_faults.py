@@ -7,20 +7,11 @@ import threading
 import time
 
 import pytest
-from plugin_collector import Publisher, stats_json, stream_of_votes, wait_until
+from plugin_collector import Publisher, count_stored, stats_json, stream_of_votes, wait_until
 
 from collector.stores.sqlite import SQLiteStore
 
 TOTAL = 20_000
-
-
-def _count(path) -> int:
-    """Votes in the SQLite file, read through a separate connection as another process would."""
-    try:
-        with sqlite3.connect(path, timeout=5) as conn:
-            return conn.execute("SELECT count(*) FROM votes").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 @pytest.mark.slow
@@ -32,18 +23,18 @@ def test_collector_killed_mid_stream_loses_and_doubles_nothing(broker, collector
     pub = Publisher(broker.port)
     sender = threading.Thread(target=pub.votes, args=(votes, 300), daemon=True)
     sender.start()
-    wait_until(lambda: _count(path) >= TOTAL // 4, 120, message="a quarter of the stream stored")
+    wait_until(lambda: count_stored(path) >= TOTAL // 4, 120, message="a quarter of the stream stored")
     first.kill()
-    at_kill = _count(path)
+    at_kill = count_stored(path)
     assert at_kill < TOTAL, "the stream was over before the kill; the test proves nothing"
     time.sleep(0.5)
     collector_process(url)
     sender.join(300)
     pub.close()
-    wait_until(lambda: _count(path) >= TOTAL, 180, interval=0.5, message=f"{TOTAL} votes stored")
+    wait_until(lambda: count_stored(path) >= TOTAL, 180, interval=0.5, message=f"{TOTAL} votes stored")
     time.sleep(1.0)  # anything still in flight would show as an extra row now
     data = stats_json(url)
-    assert _count(path) == TOTAL and data["votes"] == TOTAL
+    assert count_stored(path) == TOTAL and data["votes"] == TOTAL
     assert data["missing"] == 0 and all(t["gaps"] == [] for t in data["terminal_list"])
     assert sum(t["votes"] for t in data["terminal_list"]) == TOTAL
     print(f"stored at kill: {at_kill}, duplicates after restart: {data['duplicates']}")
@@ -58,7 +49,7 @@ def test_store_unavailable_for_a_while_then_nothing_is_lost(broker, collector_pr
     pub = Publisher(broker.port)
     votes = stream_of_votes(3000, terminals=10)
     pub.votes(votes[:1000])
-    wait_until(lambda: _count(path) == 1000, 30, message="first 1000 votes")
+    wait_until(lambda: count_stored(path) == 1000, 30, message="first 1000 votes")
 
     blocker = sqlite3.connect(path, isolation_level=None, timeout=5)
     blocker.execute("BEGIN EXCLUSIVE")        # another writer holds the database: every write fails
@@ -69,7 +60,7 @@ def test_store_unavailable_for_a_while_then_nothing_is_lost(broker, collector_pr
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    wait_until(lambda: _count(path) == 3000, 60, interval=0.2, message="the backlog after the store returned")
+    wait_until(lambda: count_stored(path) == 3000, 60, interval=0.2, message="the backlog after the store returned")
     assert "store is back" in proc.log()
     assert proc.process.poll() is None
     assert proc.terminate() == 0              # SIGTERM: graceful stop, exit 0

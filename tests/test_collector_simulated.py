@@ -5,14 +5,13 @@ process: N votes → exactly N stored; replayed → N duplicates; kill -9 mid-st
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 
 import pytest
-from plugin_collector import ROOT, Publisher, stats_json, wait_until
+from plugin_collector import ROOT, Publisher, count_stored, stats_json, wait_until
 
 from collector.stores.sqlite import SQLiteStore
 from manyi import protocol
@@ -33,21 +32,13 @@ def finished(proc: subprocess.Popen, timeout: float = 300) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _count(path) -> int:
-    try:
-        with sqlite3.connect(path, timeout=5) as conn:
-            return conn.execute("SELECT count(*) FROM votes").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def test_n_simulated_votes_stored_exactly_and_a_replay_only_counts_duplicates(broker, collector_process, tmp_path):
     path = tmp_path / "votes.db"
     url = f"sqlite:///{path}"
     collector = collector_process(url)
     summary = finished(simulate(broker, tmp_path / "sim", terminals=25, votes=3000))
     assert summary["votes"] == 3000 and summary["acked"] == 3000
-    wait_until(lambda: _count(path) == 3000, 30, message="3000 simulated votes stored")
+    wait_until(lambda: count_stored(path) == 3000, 30, message="3000 simulated votes stored")
     time.sleep(0.5)
     data = stats_json(url)
     assert data["votes"] == 3000 and data["duplicates"] == 0 and data["missing"] == 0
@@ -61,7 +52,7 @@ def test_n_simulated_votes_stored_exactly_and_a_replay_only_counts_duplicates(br
     pub.votes(replay)
     pub.close()
     wait_until(lambda: stats_json(url)["duplicates"] == 3000, 60, interval=0.5, message="3000 duplicates")
-    assert _count(path) == 3000
+    assert count_stored(path) == 3000
     assert collector.process.poll() is None
 
 
@@ -72,17 +63,17 @@ def test_collector_killed_mid_stream_of_20000_simulated_votes(broker, collector_
     url = f"sqlite:///{path}"
     first = collector_process(url)
     sim = simulate(broker, tmp_path / "sim", terminals=100, votes=total, seed=7)
-    wait_until(lambda: _count(path) >= total // 4, 180, message="a quarter of the stream stored")
+    wait_until(lambda: count_stored(path) >= total // 4, 180, message="a quarter of the stream stored")
     first.kill()
-    at_kill = _count(path)
+    at_kill = count_stored(path)
     assert at_kill < total, "the stream was over before the kill; the test proves nothing"
     time.sleep(1.0)                      # the simulator keeps publishing into the broker meanwhile
     collector_process(url)
     summary = finished(sim)
     assert summary["acked"] == total
-    wait_until(lambda: _count(path) >= total, 180, interval=0.5, message=f"{total} votes stored")
+    wait_until(lambda: count_stored(path) >= total, 180, interval=0.5, message=f"{total} votes stored")
     time.sleep(1.0)
     data = stats_json(url)
-    assert _count(path) == total and data["votes"] == total
+    assert count_stored(path) == total and data["votes"] == total
     assert data["missing"] == 0 and all(t["gaps"] == [] for t in data["terminal_list"])
     print(f"stored at kill: {at_kill}; duplicates absorbed after restart: {data['duplicates']}")

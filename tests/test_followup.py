@@ -7,7 +7,6 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from analytics import followup as fu
-from analytics.db import CenterDB
 from manyi.periods import CHINA_TZ
 
 NATIONAL_DAY = [date(2026, 10, d) for d in range(1, 8)]
@@ -19,10 +18,8 @@ def cn(y, mo, d, h=10, mi=0):
 
 
 @pytest.fixture
-def db(tmp_path):
-    center = CenterDB(tmp_path / "center.db")
-    yield center
-    center.close()
+def db(center_db):
+    return center_db
 
 
 def test_weekday_deadline_counts_following_working_days():

@@ -7,8 +7,6 @@ from datetime import datetime, timedelta
 import pytest
 
 from analytics import followup as fu
-from analytics.db import CenterDB
-from collector.stores.sqlite import SQLiteStore
 from followup_fixtures import DEV_A1, DEV_A2, DEV_B1, small_registry, vote
 from manyi.periods import CHINA_TZ
 
@@ -16,17 +14,13 @@ T0 = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA_TZ)
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(tmp_path / "votes.db")
-    yield s
-    s.close()
+def store(vote_store):
+    return vote_store
 
 
 @pytest.fixture
-def db(tmp_path):
-    d = CenterDB(tmp_path / "center.db")
-    yield d
-    d.close()
+def db(center_db):
+    return center_db
 
 
 def test_sync_opens_and_joins_cases_by_window(store, db):

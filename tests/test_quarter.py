@@ -14,7 +14,6 @@ from analytics.quarter import (
     ResultNotFound, compute_quarter, load_published, publish, published, recompute_published,
 )
 from collector.stores.base import FLAG_BURST, StoredVote
-from collector.stores.sqlite import SQLiteStore
 from manyi.periods import CHINA_TZ, Quarter
 from manyi.registry import Assignment
 
@@ -34,10 +33,8 @@ def local(month: int, day: int, hour: int = 10, minute: int = 0) -> datetime:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(tmp_path / "votes.db")
-    yield s
-    s.close()
+def store(vote_store):
+    return vote_store
 
 
 def many(device: str, at: datetime, counts: dict[str, int], flags=frozenset()) -> list[StoredVote]:
