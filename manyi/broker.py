@@ -3,19 +3,26 @@
 Production runs mosquitto as a system service with deploy/'s configuration; this
 module runs the same program as a child process on a chosen (or free) port, with
 its own config, persistence directory, optional password file and ACL.
+
+When mosquitto is not installed, ``manyi run`` falls back to :class:`EmbeddedBroker`
+(amqtt, pure Python, MQTT 3.1.1 only, DEMO ONLY) through :func:`start_local_broker`;
+each broker class says which MQTT version its clients must speak (``mqtt_version``).
 """
 
 from __future__ import annotations
 
 import getpass
+import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .exc import ManyiError
 
@@ -67,6 +74,9 @@ class Mosquitto:
     ACL file. ``extra_config`` lines are appended (e.g. a TLS listener). Persistence
     lives in ``workdir`` so that a restart keeps sessions and queued messages.
     """
+
+    name: ClassVar[str] = "mosquitto"
+    mqtt_version: ClassVar[str] = "5"      # what terminals and collector speak to it
 
     workdir: Path
     port: int = 0
@@ -177,3 +187,127 @@ class Mosquitto:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def amqtt_available() -> bool:
+    """True when the pure-Python amqtt broker can be imported."""
+    return importlib.util.find_spec("amqtt") is not None
+
+
+@dataclass
+class EmbeddedBroker:
+    """amqtt (pure Python, MQTT 3.1.1) as a child process: the demo's broker when mosquitto is missing.
+
+    DEMO ONLY: MQTT 3.1.1 (clients use ``mqtt_version = "3.1.1"``), sessions and queued
+    messages in memory only (a restart loses them), no authentication or ACL, and a
+    message a subscriber has not acknowledged within 5 s is dropped by amqtt.
+    docs/operations.md ("Embedded broker") lists what was verified. Same interface
+    as :class:`Mosquitto`: start/stop/kill/restart, running, address, log_tail.
+    """
+
+    name: ClassVar[str] = "amqtt"
+    mqtt_version: ClassVar[str] = "3.1.1"
+
+    workdir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    process: subprocess.Popen | None = None
+
+    def __post_init__(self):
+        self.workdir = Path(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+
+    @property
+    def log_file(self) -> Path:
+        """The child's log (stdout and stderr)."""
+        return self.workdir / "amqtt.log"
+
+    def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
+        """Start ``python -m manyi.embedded_broker`` and wait until it reports that it listens."""
+        if not amqtt_available():
+            raise BrokerError("the embedded broker needs the Python package amqtt (pip install amqtt)")
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "manyi.embedded_broker", "--host", self.host, "--port", str(self.port)],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.log_file.open("rb") as log:
+                log.seek(offset)
+                if b"listening on" in log.read():
+                    return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        raise BrokerError(f"the embedded broker (amqtt) did not start on {self.address}: {self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker gracefully (SIGTERM); its sessions are lost (kept in memory only)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """Kill the broker at once (SIGKILL), as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (with empty sessions)."""
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return bool(self.process and self.process.poll() is None)
+
+    @property
+    def address(self) -> str:
+        """host:port of the listener."""
+        return f"{self.host}:{self.port}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the broker's log, for error messages."""
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+BROKER_CHOICES = ("auto", "mosquitto", "embedded")
+
+
+def start_local_broker(workdir, port: int = 0, prefer: str = "mosquitto", host: str = "127.0.0.1"
+                       ) -> Mosquitto | EmbeddedBroker:
+    """Start a local broker and return it; its ``mqtt_version`` is what the clients must speak.
+
+    ``prefer``: "mosquitto" or "auto" = mosquitto when installed, else the embedded amqtt;
+    "embedded" = amqtt even when mosquitto is installed. State and log live in
+    ``workdir/mosquitto`` or ``workdir/amqtt``. Raises BrokerError when neither can run.
+    """
+    if prefer not in BROKER_CHOICES:
+        raise BrokerError(f"broker choice {prefer!r} must be one of {', '.join(BROKER_CHOICES)}")
+    workdir = Path(workdir)
+    if prefer != "embedded" and find_mosquitto():
+        return Mosquitto(workdir / "mosquitto", port=port, host=host).start()
+    if not amqtt_available():
+        raise BrokerError("no MQTT broker: install mosquitto (apt-get install mosquitto, brew install mosquitto) "
+                          "or the Python package amqtt for the embedded demo broker")
+    return EmbeddedBroker(workdir / "amqtt", port=port, host=host).start()

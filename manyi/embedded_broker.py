@@ -1,0 +1,79 @@
+"""An embedded pure-Python MQTT 3.1.1 broker (amqtt) for ``manyi run`` when mosquitto is missing.
+
+DEMO ONLY. ``python -m manyi.embedded_broker --port P`` runs amqtt on 127.0.0.1:P in
+this process until SIGTERM/SIGINT. amqtt speaks MQTT 3.1.1 only (no reason codes, no
+session expiry), keeps sessions and queued messages in memory only (a restart
+loses them) and has no ACL in this configuration: production uses mosquitto with
+deploy/'s configuration and MQTT 5. docs/operations.md ("Embedded broker") lists what
+was verified.
+
+Every client is accepted. amqtt keeps no session for a client it marks anonymous,
+so :class:`OpenAuthPlugin` accepts everyone without marking them: a client with
+clean_session=False gets its queued QoS 1 messages after a reconnect, as with mosquitto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+from amqtt.plugins.base import BaseAuthPlugin
+
+log = logging.getLogger("manyi.embedded_broker")
+
+
+class OpenAuthPlugin(BaseAuthPlugin):
+    """Accept every client and keep its session (amqtt drops the sessions of 'anonymous' clients)."""
+
+    @dataclass
+    class Config:
+        """No options."""
+
+    async def authenticate(self, *, session) -> bool:
+        """Every client may connect."""
+        return True
+
+
+def broker_config(host: str, port: int) -> dict:
+    """amqtt's configuration: one TCP listener, open authentication, no $SYS topics."""
+    return {
+        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+        "plugins": {"manyi.embedded_broker.OpenAuthPlugin": {}},
+    }
+
+
+async def serve(host: str, port: int) -> None:
+    """Run the broker until SIGTERM or SIGINT, then shut it down."""
+    from amqtt.broker import Broker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    broker = Broker(broker_config(host, port))
+    await broker.start()
+    print(f"embedded MQTT 3.1.1 broker (amqtt, demo only) listening on {host}:{port}", flush=True)
+    await stop.wait()
+    await broker.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m manyi.embedded_broker --port P [--host H]``."""
+    parser = argparse.ArgumentParser(prog="python -m manyi.embedded_broker", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--debug", action="store_true", help="log every packet")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+    asyncio.run(serve(args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
