@@ -24,6 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--tls-ca", dest="tls_ca", help="CA file; turns TLS on")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="votes per transaction at most (default 500)")
     p.add_argument("--batch-ms", dest="batch_ms", type=int, help="max wait for a batch to fill, ms (default 200)")
+    p.add_argument("--mqtt-version", dest="mqtt_version", choices=("5", "3.1.1"),
+                   help="MQTT protocol (default 5; 3.1.1 only for brokers without MQTT 5, e.g. the demo's amqtt)")
     p.add_argument("--print-config", action="store_true", help="print the settings (secrets redacted) and exit")
     p.set_defaults(func=run_collector)
 
@@ -41,7 +43,8 @@ def load_settings(args):
     from .config import CollectorSettings
 
     overrides = {name: getattr(args, name, None) for name in
-                 ("broker", "store", "client_id", "username", "password", "tls_ca", "batch_size", "batch_ms")}
+                 ("broker", "store", "client_id", "username", "password", "tls_ca", "batch_size", "batch_ms",
+                  "mqtt_version")}
     return load(CollectorSettings, args.config, section="collector", overrides=overrides)
 
 

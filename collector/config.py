@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from manyi.exc import ConfigError
 
 DEFAULT_STORE = "sqlite:///var/votes.db"
+MQTT_VERSIONS = ("5", "3.1.1")
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,13 @@ class CollectorSettings:
     retry_max_seconds: float = 30.0           # back-off ceiling while the store fails
     burst_max_votes: int = 5                  # misuse: more than this many votes of one rating ...
     burst_window_seconds: float = 30.0        # ... at one terminal within this many seconds
+    mqtt_version: str = "5"                   # "3.1.1": compatibility mode for brokers without MQTT 5 (demo only)
 
     def __post_init__(self):
         parse_broker(self.broker)
+        if self.mqtt_version not in MQTT_VERSIONS:
+            raise ConfigError(f"setting 'mqtt_version' must be one of {', '.join(MQTT_VERSIONS)}, "
+                              f"got {self.mqtt_version!r}")
         for name in ("batch_size", "batch_ms", "session_expiry", "receive_maximum", "keepalive"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name!r} must be >= 1, got {getattr(self, name)}")

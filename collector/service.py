@@ -1,4 +1,4 @@
-"""The collector: MQTT 5 subscriber that stores votes and acknowledges them only after commit.
+"""The collector: MQTT 5 (or 3.1.1) subscriber that stores votes and acknowledges them only after commit.
 
 Flow: paho's network thread puts every message into a queue (``on_message`` does
 nothing else); one writer thread takes batches from the queue (at most
@@ -19,6 +19,13 @@ Why this loses nothing and doubles nothing:
   acknowledged.
 * Dead letters are stored like votes and then acknowledged, so a bad message never
   blocks the queue; any exception while handling one message becomes a dead letter.
+
+MQTT 3.1.1 compatibility mode (``mqtt_version = "3.1.1"``, for the demo's embedded
+amqtt broker): ``clean_session=False`` instead of the session expiry property (the
+broker decides how long it keeps the session), no CONNECT properties (no receive
+maximum: the broker's own in-flight limit applies), and the plain vote subscription
+(no ``$share``, so a single collector). Acks are still sent only after the commit.
+docs/protocol.md ("MQTT 3.1.1 compatibility mode") says what production loses with it.
 """
 
 from __future__ import annotations
@@ -73,7 +80,9 @@ class Collector:
         # mosquitto 2.0 does not restore a shared subscription of a persistent session after a broker
         # restart (messages published before we re-subscribe are dropped); a single collector may use
         # the plain filter, which it does restore. docs/collector.md has the details.
-        self.votes_filter = (protocol.VOTES_SHARED_SUBSCRIPTION if settings.shared_subscription
+        # MQTT 3.1.1 has no shared subscriptions: one collector, plain filter.
+        self.mqtt5 = settings.mqtt_version == "5"
+        self.votes_filter = (protocol.VOTES_SHARED_SUBSCRIPTION if settings.shared_subscription and self.mqtt5
                              else protocol.VOTES_SUBSCRIPTION)
         self.bursts = BurstTracker(BurstRule(settings.burst_max_votes, settings.burst_window_seconds))
         self._stop = threading.Event()
@@ -87,8 +96,12 @@ class Collector:
 
     # --- MQTT ---------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.settings.client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if self.mqtt5:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.settings.client_id,
+                                 protocol=mqtt.MQTTv5, manual_ack=True)
+        else:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.settings.client_id,
+                                 protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
         if self.settings.username:
             client.username_pw_set(self.settings.username, self.settings.password)
         if self.settings.tls_ca:
@@ -114,7 +127,7 @@ class Collector:
             self._generation += 1
         log.info("connected to %s:%d as %r (session present: %s)", self.host, self.port,
                  self.settings.client_id, flags.session_present)
-        options = SubscribeOptions(qos=1)
+        options = SubscribeOptions(qos=1) if self.mqtt5 else 1
         client.subscribe([(self.votes_filter, options), (protocol.STATUS_SUBSCRIPTION, options)])
         self._connected.set()
 
@@ -140,9 +153,14 @@ class Collector:
     # --- lifecycle ----------------------------------------------------------------
     def start(self) -> "Collector":
         """Connect (in the background, retrying) and start the writer thread."""
-        log.info("collector %r: broker %s:%d, store %s", self.settings.client_id, self.host, self.port, self.store.url)
-        self.client.connect_async(self.host, self.port, keepalive=self.settings.keepalive, clean_start=False,
-                                  properties=self._connect_properties())
+        log.info("collector %r: broker %s:%d (MQTT %s), store %s", self.settings.client_id, self.host, self.port,
+                 self.settings.mqtt_version, self.store.url)
+        if self.mqtt5:
+            self.client.connect_async(self.host, self.port, keepalive=self.settings.keepalive, clean_start=False,
+                                      properties=self._connect_properties())
+        else:
+            # clean_session=False was given to the client: the broker keeps the session.
+            self.client.connect_async(self.host, self.port, keepalive=self.settings.keepalive)
         self.client.loop_start()
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
         self._writer.start()
