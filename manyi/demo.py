@@ -187,17 +187,15 @@ def set_outbox_seqs(directory: Path, last_seq: dict[str, int]) -> None:
     The simulator keeps one outbox per device in ``directory/<device>.db`` (device.simulate);
     its seq counter continues from here, so live votes follow the history without reusing a seq.
     """
-    import sqlite3
-
     from device.outbox import Outbox
 
     directory.mkdir(parents=True, exist_ok=True)
     for device, seq in last_seq.items():
-        path = directory / f"{device}.db"
-        Outbox(path, device).close()
-        with sqlite3.connect(path) as conn:
-            conn.execute("UPDATE counters SET value = max(value, ?) WHERE name = 'last_seq'", (seq,))
-        conn.close()
+        outbox = Outbox(directory / f"{device}.db", device)
+        try:
+            outbox.advance_seq(seq)
+        finally:
+            outbox.close()
 
 
 def seed(workdir: Path, registry, props: dict[str, float], args, say) -> dict:
