@@ -4,20 +4,15 @@ import json
 
 import pytest
 
+from plugin_collector import wait_until
+
 from manyi.broker import Mosquitto
 from manyi.protocol import Status, parse_status
 
 
-
 def wait(predicate, timeout=10.0):
-    """Poll ``predicate`` until true or time out."""
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+    """Poll ``predicate`` every 20 ms until true; fail the test after ``timeout`` seconds."""
+    return wait_until(predicate, timeout, interval=0.02)
 
 
 def test_press_reaches_a_subscriber_as_exact_json_and_leaves_the_outbox(make_rig, broker, recorder):
