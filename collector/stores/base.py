@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator, Sequence
 
 # Vote flags. A flag in MISUSE_FLAGS excludes the vote from scores (it is still stored and counted).
@@ -24,6 +24,32 @@ FLAG_TEST = "test"                       # a test vote (e.g. from installation)
 MISUSE_FLAGS = frozenset({FLAG_BURST, FLAG_TEST})
 
 BUCKETS = ("hour", "day")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+# Encoding shared by the backends: instants as epoch microseconds, flags as sorted comma-joined text.
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime (naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int | None) -> datetime | None:
+    """The aware UTC datetime of epoch microseconds (None stays None)."""
+    return None if value is None else _EPOCH + timedelta(microseconds=int(value))
+
+
+def flags_text(flags: Iterable[str]) -> str:
+    """Flags as stored: sorted and comma-joined ("" for none)."""
+    return ",".join(sorted(flags))
+
+
+def parse_flags(text: str | None) -> frozenset[str]:
+    """The inverse of :func:`flags_text` (None or "" is no flag)."""
+    return frozenset(text.split(",")) if text else frozenset()
 
 
 @dataclass(frozen=True)

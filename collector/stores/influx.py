@@ -42,7 +42,7 @@ from manyi.exc import ConfigError, StoreError
 
 from .base import (
     BUCKETS, FLAG_CLOCK_REPLACED, CountRow, DeadLetter, FeedItem, Gap, StoredVote, TerminalStatus, VoteStore,
-    WriteResult,
+    WriteResult, flags_text, from_us, parse_flags, to_us,
 )
 
 VOTE, FEED, DEAD, STATUS, COUNTER = "vote", "vote_feed", "dead_letter", "terminal_status", "collector_counter"
@@ -53,23 +53,11 @@ ALL_TIME = "1970-01-01T00:00:00Z"   # range start for whole-bucket queries
 FAR_FUTURE = "2200-01-01T00:00:00Z"
 DEFAULT_LOOKBACK = timedelta(days=7)
 CHINA_MIDNIGHT_OFFSET = "16h"          # Flux windows align to the epoch (UTC); 16:00 UTC is 00:00 in China
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _STATUS_FIELDS = ("online", "firmware", "boot_time", "outbox_depth", "reported_last_seq", "repeats_ignored",
                   "poisoned", "clock_ok", "outbox_full")
 
 
 # --- pure helpers: point building and Flux text (unit-tested without a server) ------
-def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime."""
-    delta = moment - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(value: int | None) -> datetime | None:
-    """Aware UTC datetime of epoch microseconds."""
-    return None if value is None else _EPOCH + timedelta(microseconds=int(value))
-
-
 def vote_time_ns(vote: StoredVote) -> int:
     """The vote point's timestamp: vote time truncated to the ms, plus seq mod 1e6 ns."""
     return (to_us(vote.time) // 1000) * 1_000_000 + vote.seq % 1_000_000
@@ -78,7 +66,7 @@ def vote_time_ns(vote: StoredVote) -> int:
 def rfc3339(ns: int) -> str:
     """A Flux time literal with nanoseconds, e.g. 2026-11-23T01:00:00.000000001Z."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    stamp = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = from_us(seconds * 1_000_000).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{rest:09d}Z"
 
 
@@ -98,7 +86,7 @@ def vote_point(vote: StoredVote):
 
     return (Point(VOTE).tag("device", vote.device).tag("rating", vote.rating)
             .field("seq", int(vote.seq)).field("excluded", int(vote.excluded))
-            .field("flags", ",".join(sorted(vote.flags))).field("clock_ok", bool(vote.clock_ok))
+            .field("flags", flags_text(vote.flags)).field("clock_ok", bool(vote.clock_ok))
             .field("pressed_at", vote.pressed_at).field("time_us", to_us(vote.time))
             .field("received_us", to_us(vote.received_at))
             .time(vote_time_ns(vote), WritePrecision.NS))
@@ -110,7 +98,7 @@ def feed_point(vote: StoredVote, stamp_us: int):
 
     return (Point(FEED).tag("device", vote.device).field("seq", int(vote.seq)).field("rating", vote.rating)
             .field("time_us", to_us(vote.time)).field("received_us", to_us(vote.received_at))
-            .field("flags", ",".join(sorted(vote.flags))).time(stamp_us * 1000, WritePrecision.NS))
+            .field("flags", flags_text(vote.flags)).time(stamp_us * 1000, WritePrecision.NS))
 
 
 def dead_letter_point(letter: DeadLetter, stamp_us: int):
@@ -394,7 +382,7 @@ class InfluxStore(VoteStore):
             rows.reverse()
         return [FeedItem(cursor=str(to_us(row["_time"])), device=row["device"], seq=int(row["seq"]),
                          rating=row["rating"], time=from_us(row["time_us"]), received_at=from_us(row["received_us"]),
-                         flags=_flags(row.get("flags"))) for row in rows]
+                         flags=parse_flags(row.get("flags"))) for row in rows]
 
     def votes(self, start: datetime, end: datetime, devices: Iterable[str] | None = None,
               ratings: Iterable[str] | None = None) -> Iterator[StoredVote]:
@@ -409,7 +397,7 @@ class InfluxStore(VoteStore):
             yield StoredVote(device=row["device"], seq=int(row["seq"]), rating=row["rating"],
                              time=from_us(row["time_us"]), received_at=from_us(row["received_us"]),
                              pressed_at=row["pressed_at"], clock_ok=bool(row["clock_ok"]),
-                             flags=_flags(row.get("flags")))
+                             flags=parse_flags(row.get("flags")))
 
     def dead_letters(self, limit: int = 100, reason: str | None = None) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
@@ -505,7 +493,3 @@ class InfluxStore(VoteStore):
     def close(self) -> None:
         """Close the HTTP client."""
         self.client.close()
-
-
-def _flags(text: str | None) -> frozenset[str]:
-    return frozenset(text.split(",")) if text else frozenset()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -31,7 +31,8 @@ from manyi.exc import ConfigError, StoreError
 from manyi.periods import CHINA_TZ
 
 from .base import (
-    BUCKETS, CountRow, DeadLetter, FeedItem, Gap, StoredVote, TerminalStatus, VoteStore, WriteResult,
+    BUCKETS, CountRow, DeadLetter, FeedItem, Gap, StoredVote, TerminalStatus, VoteStore, WriteResult, flags_text,
+    from_us, parse_flags, to_us,
 )
 
 SCHEMA = """
@@ -90,25 +91,9 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CHINA_OFFSET_S = 8 * 3600
 _STATUS_COLUMNS = ("online", "firmware", "boot_time", "outbox_depth", "reported_last_seq",
                    "repeats_ignored", "poisoned", "clock_ok", "outbox_full")
-
-
-def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime (naive means UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    delta = moment - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(value: int | None) -> datetime | None:
-    """The aware UTC datetime of epoch microseconds (None stays None)."""
-    if value is None:
-        return None
-    return _EPOCH + timedelta(microseconds=value)
 
 
 def hour_of(time_us: int) -> int:
@@ -189,7 +174,7 @@ class SQLiteStore(VoteStore):
                 "INSERT OR IGNORE INTO votes (device, seq, rating, time_us, received_us, pressed_at, clock_ok, flags, excluded)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (vote.device, vote.seq, vote.rating, time_us, received_us, vote.pressed_at,
-                 int(vote.clock_ok), ",".join(sorted(vote.flags)), excluded))
+                 int(vote.clock_ok), flags_text(vote.flags), excluded))
             if cur.rowcount == 0:
                 duplicates += 1
                 continue
@@ -311,7 +296,7 @@ class SQLiteStore(VoteStore):
                 raise ValueError(f"feed cursor {after!r} is not one this store gave out") from None
             rows = self._query(f"SELECT {columns} FROM votes WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit))
         return [FeedItem(cursor=str(row[0]), device=row[1], seq=row[2], rating=row[3], time=from_us(row[4]),
-                         received_at=from_us(row[5]), flags=_flags(row[6])) for row in rows]
+                         received_at=from_us(row[5]), flags=parse_flags(row[6])) for row in rows]
 
     def votes(self, start: datetime, end: datetime, devices: Iterable[str] | None = None,
               ratings: Iterable[str] | None = None) -> Iterator[StoredVote]:
@@ -327,7 +312,7 @@ class SQLiteStore(VoteStore):
         for device, seq, rating, time_us, received_us, pressed_at, clock_ok, flags in rows:
             yield StoredVote(device=device, seq=seq, rating=rating, time=from_us(time_us),
                              received_at=from_us(received_us), pressed_at=pressed_at, clock_ok=bool(clock_ok),
-                             flags=_flags(flags))
+                             flags=parse_flags(flags))
 
     def dead_letters(self, limit: int = 100, reason: str | None = None) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
@@ -381,10 +366,6 @@ class SQLiteStore(VoteStore):
         """Close the connection."""
         with self.lock:
             self.conn.close()
-
-
-def _flags(text: str) -> frozenset[str]:
-    return frozenset(text.split(",")) if text else frozenset()
 
 
 def _bool(value: int | None) -> bool | None:
