@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from manyi.exc import ImportFileError
-from manyi.periods import CHINA_TZ
+from manyi.periods import CHINA_TZ, parse_china_time
 from manyi.registry import Registry
 
 MAX_HEADER_SEARCH = 15
@@ -494,10 +494,7 @@ def parse_local_datetime(text: str) -> datetime:
             return datetime(y, m, d, hh, mm, ss, tzinfo=CHINA_TZ)
     if re.fullmatch(r"\d{5}(\.\d+)?", text) and 20000 < float(text) < 80000:
         return datetime(1899, 12, 30, tzinfo=CHINA_TZ) + timedelta(days=float(text))
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))  # raises ValueError
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=CHINA_TZ)
-    return value.astimezone(CHINA_TZ)
+    return parse_china_time(text)  # raises ValueError
 
 
 def parse_number(text: str) -> float:

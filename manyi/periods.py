@@ -22,6 +22,15 @@ def to_local(moment: datetime) -> datetime:
     return moment.astimezone(CHINA_TZ)
 
 
+def parse_china_time(text: str) -> datetime:
+    """Parse ISO 8601 as people write it here: without a UTC offset the time is China time
+    (``2026-03-01`` is 00:00 China time); the result is in China time. Raise ValueError."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=CHINA_TZ)
+    return value.astimezone(CHINA_TZ)
+
+
 def local_midnight(day: date) -> datetime:
     """00:00 China time of ``day`` as an aware datetime."""
     return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)

@@ -27,7 +27,7 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path
 
 from .exc import ManyiError
-from .periods import CHINA_TZ, to_local
+from .periods import parse_china_time, to_local
 
 FORMAT_NAME = "manyi-registry"
 FORMAT_VERSION = "1"
@@ -287,12 +287,7 @@ def parse_moment(text: str) -> datetime:
     text = text.strip()
     if not text:
         raise ValueError("empty time")
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        return datetime.combine(date.fromisoformat(text), time(0), CHINA_TZ)
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=CHINA_TZ)
-    return value.astimezone(CHINA_TZ)
+    return parse_china_time(text)
 
 
 def format_moment(moment: datetime | None) -> str:

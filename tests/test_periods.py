@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from manyi.periods import CHINA_TZ, Quarter
+from manyi.periods import CHINA_TZ, Quarter, parse_china_time
 
 
 def test_quarter_bounds_are_china_time():
@@ -24,3 +24,12 @@ def test_vote_late_on_30_september_utc_belongs_to_q4():
 def test_bad_quarters_are_refused(text):
     with pytest.raises(ValueError):
         Quarter.parse(text)
+
+
+def test_times_written_without_an_offset_are_china_time():
+    assert parse_china_time("2026-03-01") == datetime(2026, 3, 1, tzinfo=CHINA_TZ)
+    assert parse_china_time("2026-03-01 14:30") == datetime(2026, 3, 1, 14, 30, tzinfo=CHINA_TZ)
+    moment = parse_china_time("2026-02-28T16:00:00Z")                 # an offset is respected
+    assert moment == datetime(2026, 3, 1, tzinfo=CHINA_TZ) and moment.utcoffset().total_seconds() == 8 * 3600
+    with pytest.raises(ValueError):
+        parse_china_time("2026-02-30")
