@@ -48,6 +48,14 @@ def neutralise_cell(value):
     return value
 
 
+def csv_bytes(rows: Iterable[Iterable]) -> bytes:
+    """Rows as a CSV file Excel opens correctly: UTF-8 with BOM, CRLF line ends. Cells are
+    written as given: neutralise text cells with :func:`neutralise_cell` first."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
 def clean_text(value) -> str:
     """A cell as clean text: NFKC (full-width → half-width), non-breaking and ideographic
     spaces folded, stripped; integral floats lose their ``.0``; dates become ISO strings."""
@@ -634,12 +642,7 @@ def excel_template(headers: list[str], examples: list[list], notes: list[str], t
 
 def csv_template(headers: list[str], examples: list[list]) -> bytes:
     """A CSV template in UTF-8 with BOM (so that Excel opens it with the right encoding)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(headers)
-    for row in examples:
-        writer.writerow([neutralise_cell(v) for v in row])
-    return b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8")
+    return csv_bytes([headers, *([neutralise_cell(v) for v in row] for row in examples)])
 
 
 # --------------------------------------------------------------------------- import log

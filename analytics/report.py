@@ -19,7 +19,6 @@ is neutralised with a leading apostrophe so that a spreadsheet never runs it as 
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import math
@@ -30,7 +29,7 @@ import pandas as pd
 
 from manyi.exc import ConfigError
 
-from .importing import neutralise_cell  # noqa: F401  (one definition for imports and reports)
+from .importing import csv_bytes, neutralise_cell  # one definition for imports, reports and web tables
 
 FORMATS = ("xlsx", "html", "csv")
 KIND_LABELS = {"district": "区", "county": "县", "zone": "开发区"}
@@ -247,18 +246,17 @@ def _csv_text(value, kind: str) -> str:
 
 def render_csv(result) -> bytes:
     """All tables in one CSV (UTF-8 with BOM), each after a ``# 表名`` row."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    rows: list[list] = []
     for i, table in enumerate(build_tables(result)):
         if i:
-            writer.writerow([])
-        writer.writerow([f"# {table.title}"])
-        writer.writerow([neutralise_cell(c.header) for c in table.columns])
+            rows.append([])
+        rows.append([f"# {table.title}"])
+        rows.append([neutralise_cell(c.header) for c in table.columns])
         for r in range(table.rows):
             # Numbers (a negative difference too) are written as numbers; only text is neutralised.
-            writer.writerow([neutralise_cell(_csv_text(c.values[r], c.kind)) if isinstance(c.values[r], str)
-                             else _csv_text(c.values[r], c.kind) for c in table.columns])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+            rows.append([neutralise_cell(_csv_text(c.values[r], c.kind)) if isinstance(c.values[r], str)
+                         else _csv_text(c.values[r], c.kind) for c in table.columns])
+    return csv_bytes(rows)
 
 
 def render_xlsx(result) -> bytes:
