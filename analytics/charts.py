@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+from urllib.parse import quote
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -26,6 +27,11 @@ def _fmt(value, digits: int = 1) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
+def drill_url(level: str, code) -> str:
+    """The drill-down page a click on a county (``level="county"``) or a hall (``"hall"``) opens."""
+    return f"/drill/{level}/{quote(str(code), safe='')}"
+
+
 def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None = None,
                title: str = "") -> dict:
     """The live map as a plotly figure dict.
@@ -33,6 +39,7 @@ def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None
     ``counties``: code, name, n, score (0–100, NaN without votes), rate (0–1), unsatisfied.
     ``halls``: id, name, county_name, lon, lat, n, score, offline (terminals offline), approximate.
     Counties without a polygon (development zones) simply do not appear on the map.
+    The last ``customdata`` item of every county and hall is the drill-down URL a click opens.
     """
     codes_with_shape = {str(f.get("id") or f.get("properties", {}).get("adcode")) for f in geojson["features"]}
     for feature in geojson["features"]:
@@ -41,22 +48,25 @@ def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None
     scored = shown[shown["n"] > 0]
     empty = shown[shown["n"] <= 0]
     fig = go.Figure()
-    hover = "%{customdata[0]}<br>满意度得分 %{customdata[1]}<br>满意率 %{customdata[2]}<br>评价数 %{customdata[3]}<extra></extra>"
+    hover = ("<b>%{customdata[0]}</b><br>满意度得分 %{customdata[1]}<br>满意率 %{customdata[2]}<br>"
+             "评价数 %{customdata[3]} 次<br><i>点击查看县区详情</i><extra></extra>")
     if len(empty):
         fig.add_trace(go.Choropleth(
             geojson=geojson, locations=empty["code"].astype(str).tolist(), z=[0] * len(empty),
             colorscale=[[0, NO_DATA_COLOR], [1, NO_DATA_COLOR]], showscale=False, name="无数据",
             marker_line_color="#ffffff", marker_line_width=1,
-            customdata=[[html.escape(str(r.name)), "—", "—", 0] for r in empty.itertuples()],
+            customdata=[[html.escape(str(r.name)), "—（暂无评价）", "—", 0, drill_url("county", r.code)]
+                        for r in empty.itertuples()],
             hovertemplate=hover))
     if len(scored):
         fig.add_trace(go.Choropleth(
             geojson=geojson, locations=scored["code"].astype(str).tolist(), z=scored["score"].round(1).tolist(),
             zmin=SCORE_MIN, zmax=SCORE_MAX, colorscale=SCORE_SCALE, name="满意度",
             marker_line_color="#ffffff", marker_line_width=1,
-            colorbar=dict(title=dict(text="得分"), thickness=12, len=0.6),
-            customdata=[[html.escape(str(r.name)), _fmt(r.score), _fmt(100 * r.rate) + "%", int(r.n)]
-                        for r in scored.itertuples()],
+            colorbar=dict(title=dict(text="满意度<br>得分（分）", side="top"), thickness=14, len=0.75,
+                          tickvals=[60, 70, 80, 90, 100], ticktext=["≤60", "70", "80", "90", "100"]),
+            customdata=[[html.escape(str(r.name)), _fmt(r.score) + " 分", _fmt(100 * r.rate) + "%", int(r.n),
+                         drill_url("county", r.code)] for r in scored.itertuples()],
             hovertemplate=hover))
     if halls is not None and len(halls):
         placed = halls.dropna(subset=["lon", "lat"])
@@ -76,12 +86,13 @@ def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None
             fig.add_trace(go.Scattergeo(
                 lon=part["lon"].tolist(), lat=part["lat"].tolist(), mode="markers", name=name,
                 marker=dict(size=10, **marker),
-                customdata=[[html.escape(str(r.name)), _fmt(r.score), int(r.n),
+                customdata=[[html.escape(str(r.name)), _fmt(r.score) + (" 分" if pd.notna(r.score) else ""), int(r.n),
                              "有终端离线" if r.offline else "终端在线",
-                             "（位置为近似）" if bool(getattr(r, "approximate", False)) else "", str(r.id)]
+                             "（位置为近似）" if bool(getattr(r, "approximate", False)) else "", str(r.id),
+                             drill_url("hall", r.id)]
                             for r in part.itertuples()],
-                hovertemplate="%{customdata[0]}%{customdata[4]}<br>得分 %{customdata[1]}，评价数 %{customdata[2]}"
-                              "<br>%{customdata[3]}<extra></extra>"))
+                hovertemplate="<b>%{customdata[0]}</b>%{customdata[4]}<br>得分 %{customdata[1]}，评价数 %{customdata[2]} 次"
+                              "<br>%{customdata[3]}<br><i>点击查看大厅详情</i><extra></extra>"))
     fig.update_geos(fitbounds="geojson", visible=False, projection_type="mercator")
     fig.update_layout(
         title=dict(text=html.escape(title)) if title else None,

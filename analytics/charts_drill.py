@@ -59,7 +59,7 @@ def totals(rows: Iterable) -> dict[str, int]:
 
 def _layout(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
     fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50, b=40), font=dict(family=FONT),
-                      legend=dict(orientation="h", y=-0.2), plot_bgcolor="white")
+                      legend=dict(orientation="h", y=-0.15, yanchor="top"), plot_bgcolor="white")
     return fig
 
 
@@ -72,9 +72,14 @@ def trend_figure(daily: dict[date, dict[str, int]]) -> go.Figure:
                     marker_color=COLORS[r])
     rates = [rate(daily[d]) for d in days]
     fig.add_scatter(x=[d.isoformat() for d in days], y=[None if v is None else round(v * 100, 1) for v in rates],
-                    name="满意率 %", yaxis="y2", mode="lines+markers", line=dict(color="#1565c0"))
-    fig.update_layout(barmode="stack", yaxis=dict(title="评价数"),
-                      yaxis2=dict(title="满意率 %", overlaying="y", side="right", range=[0, 100]))
+                    name="满意率 %", yaxis="y2", mode="lines+markers", line=dict(color="#1565c0"),
+                    hovertemplate="%{y:.1f}%")
+    # Dates as 11-05 (plotly's own month names are English); the rate axis in whole tens of percent.
+    fig.update_layout(barmode="stack", yaxis=dict(title="评价数（次）", rangemode="tozero"),
+                      xaxis=dict(type="date", tickformat="%m-%d", hoverformat="%Y-%m-%d"),
+                      yaxis2=dict(title="满意率（%）", overlaying="y", side="right", range=[0, 100.5],
+                                  tickmode="linear", tick0=0, dtick=20, ticksuffix="%", showgrid=False),
+                      hovermode="x unified")
     return _layout(fig, "每日评价趋势")
 
 
@@ -99,13 +104,16 @@ def heatmap_figure(cells: dict[tuple[int, int], dict[str, int]], value: str = "v
                 row.append(round(100 * c["unsatisfied"] / n, 1) if n else None)
             else:
                 row.append(n)
-            trow.append(f"{n} 票" if n else "")
+            trow.append(f"共 {n} 次评价" if n else "")
         z.append(row)
         text.append(trow)
     fig = go.Figure(go.Heatmap(z=z, x=[f"{h}时" for h in hours], y=list(WEEKDAYS), text=text,
                                colorscale="Reds" if value == "unsatisfied" else "Blues",
-                               colorbar=dict(title="不满意 %" if value == "unsatisfied" else "票数"),
-                               hovertemplate="%{y} %{x}: %{z}<br>%{text}<extra></extra>"))
+                               colorbar=dict(title="不满意（%）" if value == "unsatisfied" else "评价数（次）"),
+                               hovertemplate=("%{y} %{x}：不满意 %{z}%<br>%{text}<extra></extra>"
+                                              if value == "unsatisfied" else
+                                              "%{y} %{x}：%{z} 次<extra></extra>")))
+    fig.update_xaxes(tickangle=0, dtick=2)
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, "时段 × 星期分布" + ("（不满意占比）" if value == "unsatisfied" else "（评价数）"))
 
@@ -120,5 +128,5 @@ def peers_figure(peers: list[dict], highlight: str | None = None) -> go.Figure:
         marker_color=["#1565c0" if p["code"] == highlight else "#90a4ae" for p in items],
         text=[f"{p['rate']:.1%}（{p['n']}票）" for p in items], textposition="auto",
         hovertemplate="%{y}: %{x}%<extra></extra>"))
-    fig.update_layout(xaxis=dict(title="满意率 %", range=[0, 100]))
+    fig.update_layout(xaxis=dict(title="满意率（%）", range=[0, 100], ticksuffix="%"))
     return _layout(fig, "同级比较", height=max(260, 28 * len(items) + 90))

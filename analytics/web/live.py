@@ -278,7 +278,7 @@ def user_action(username: str, action: str):
     if token:
         flash(f"用户 {username} 的API令牌（只显示这一次）：{token}")
     else:
-        flash(f"已完成：{username} {action}")
+        flash(f"已完成：{AUDIT_ACTIONS.get('user.' + action, action)} {username}")
     return redirect(url_for("live.users"))
 
 
@@ -456,6 +456,10 @@ OPENAPI_PATHS = {}   # filled in by analytics.web.openapi (the core describes it
 def init_app(app) -> None:
     """Template helpers shared by every page."""
     app.jinja_env.globals.update(rating_labels=RATING_LABELS, periods=PERIODS)
+    from .tables import cn_time
+    app.jinja_env.filters.setdefault("cn_time", cn_time)
+    app.jinja_env.filters["audit_action"] = audit_action_label
+    app.jinja_env.filters["audit_detail"] = audit_detail
 
     @app.context_processor
     def nav():
@@ -465,4 +469,72 @@ def init_app(app) -> None:
         user = current_user()
         if user is not None and user.role == "admin":
             items += [("/audit", "审计日志"), ("/admin/users", "用户管理")]
-        return {"nav_items": [(path, label) for path, label in items if path in rules]}
+        return {"nav_items": [(path, label) for path, label in items if path in rules], "nav_active": nav_active,
+                "sample_data": _sample_data()}
+
+
+# How the audit log names actions and detail keys (stored in English, shown in Chinese).
+AUDIT_ACTIONS = {
+    "login": "登录", "login.failed": "登录失败", "login.locked": "登录锁定", "logout": "退出",
+    "user.add": "添加用户", "user.disable": "停用用户", "user.enable": "启用用户", "user.password": "重置密码",
+    "user.token": "生成API令牌", "report.download": "下载季度报告", "rankings.export": "导出排名",
+    "case.export": "导出督办件", "case.assign": "督办指派", "case.note": "督办备注", "case.callback": "督办回访",
+    "case.close": "督办办结", "alert.ack": "确认告警", "settings.alert_rule": "修改告警规则",
+    "settings.alert_rule.delete": "删除告警规则", "settings.followup": "修改督办设置",
+    "settings.holiday.add": "添加节假日", "settings.holiday.delete": "删除节假日",
+    "import.survey": "导入12333回访", "import.scores": "导入综合考核得分",
+    "import.survey.failed": "导入12333回访失败", "import.scores.failed": "导入综合考核得分失败",
+}
+AUDIT_KEYS = {
+    "username": "用户", "role": "角色", "county_code": "县区", "county": "县区", "quarter": "季度", "format": "格式",
+    "result": "发布编号", "file": "文件", "case": "督办件", "rows_read": "读取", "imported": "导入", "rejected": "拒收",
+    "error": "错误", "reason": "原因", "fmt": "格式", "rule": "规则", "alert": "告警", "day": "日期", "name": "名称",
+}
+
+
+def audit_action_label(action: str | None) -> str:
+    """Template filter: the Chinese name of an audit action, with the stored code for anything unknown."""
+    return AUDIT_ACTIONS.get(action or "", action or "—")
+
+
+def audit_detail(detail) -> str:
+    """Template filter: an audit detail dict as ``键：值；…`` in Chinese (empty values left out)."""
+    if not isinstance(detail, dict):
+        return "" if detail is None else str(detail)
+    roles = auth.ROLE_LABELS
+    parts = []
+    for key, value in detail.items():
+        if value is None or value == "":
+            continue
+        if key == "role":
+            value = roles.get(value, value)
+        elif key in ("county_code", "county") and value in get_registry().counties:
+            value = f"{get_registry().counties[value].name}（{value}）"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value, ensure_ascii=False)
+        parts.append(f"{AUDIT_KEYS.get(key, key)}：{value}")
+    return "；".join(parts) or "—"
+
+
+# Pages reached from a nav entry without sharing its path prefix.
+NAV_ALIASES = {"/reports": "/imports"}
+
+
+def nav_active(path: str) -> bool:
+    """True when the nav entry ``path`` is the current page or one of its sub-pages (/cases/12 -> /cases)."""
+    current = request.path
+    for prefix, target in NAV_ALIASES.items():
+        if current == prefix or current.startswith(prefix + "/"):
+            current = target
+    if path == "/":
+        return current == "/"
+    return current == path or current.startswith(path.rstrip("/") + "/")
+
+
+def _sample_data() -> bool:
+    """True when the registry in use is the generated sample: every page then says the data is simulated."""
+    try:
+        return bool(getattr(get_registry(), "sample", False))
+    except Exception:       # noqa: BLE001 - a page (e.g. the error page) must render even if the registry cannot load
+        log.exception("control center: cannot load the registry to tell whether it is sample data")
+        return False

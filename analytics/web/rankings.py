@@ -33,6 +33,9 @@ COLUMNS = [  # key, header, kind (for display and sorting)
     ("x_P", "回访得分", "num2"), ("flags", "提示", "text"),
 ]
 KEYS = [c[0] for c in COLUMNS]
+# Units shown after a header on the page (exports keep the bare headers).
+UNITS = {"F": "分", "G": "分", "y": "分", "x_T": "分", "x_P": "分", "n_T": "次", "n_P": "份"}
+HEADER_OVERRIDES = {"ci_low": "满意率 95% 区间"}       # ci_low and ci_high are shown as one range column
 
 
 def _clean(value):
@@ -120,7 +123,8 @@ def index():
     from analytics import quarter as q
     result, level, sort, order, rows = _load()
     return render_template("rankings/index.html", rows=rows, result=result, level=level, levels=LEVELS,
-                           columns=COLUMNS, sort=sort, order=order, args=request.args,
+                           columns=COLUMNS, sort=sort, order=order, args=request.args, units=UNITS,
+                           header_overrides=HEADER_OVERRIDES,
                            published=q.published(get_db()), quarter=str(result.quarter))
 
 

@@ -14,8 +14,21 @@
   var MAX_ITEMS = 60, REDRAW_DELAY = 4000;
   var cursor = null, redrawTimer = null, drawn = false, source = null;
 
+  var bannerText = document.getElementById("alert-banner-text");
+  var bannerClose = document.getElementById("alert-banner-close");
+  var unsatisfiedCount = document.getElementById("unsatisfied-count");
+  var unsatisfiedSeen = 0;
+
   function fmtPct(x) { return x === null || x === undefined ? "—" : (100 * x).toFixed(1) + "%"; }
   function fmtNum(x) { return x === null || x === undefined ? "—" : Number(x).toFixed(1); }
+
+  /** The drill-down URL of a clicked map point: the last customdata item (see analytics.charts.drill_url). */
+  function clickTarget(pt) {
+    var data = pt && pt.customdata;
+    var url = data && data.length ? data[data.length - 1] : null;
+    if (typeof url === "string" && url.indexOf("/drill/") === 0) { return url; }
+    return pt && pt.location ? "/drill/county/" + encodeURIComponent(pt.location) : null;
+  }
 
   function fillTable(counties) {
     var body = document.querySelector("#county-table tbody");
@@ -26,8 +39,9 @@
       link.href = "/drill/county/" + encodeURIComponent(c.code);
       var td = el("td"); td.appendChild(link); tr.appendChild(td);
       [c.n, c.satisfied, c.basic, c.unsatisfied, fmtPct(c.rate), fmtNum(c.score)].forEach(function (v) {
-        tr.appendChild(el("td", null, v));
+        tr.appendChild(el("td", "num", v));
       });
+      if (!c.n) { tr.className = "no-data"; }
       body.appendChild(tr);
     });
   }
@@ -45,12 +59,8 @@
         return p.then(function () {
           if (!drawn) {
             mapDiv.on("plotly_click", function (ev) {
-              var pt = ev.points && ev.points[0];
-              if (pt && pt.location) {
-                window.location.href = "/drill/county/" + encodeURIComponent(pt.location);
-              } else if (pt && pt.customdata && pt.customdata[5]) {
-                window.location.href = "/drill/hall/" + encodeURIComponent(pt.customdata[5]);
-              }
+              var url = clickTarget(ev.points && ev.points[0]);
+              if (url) { window.location.href = url; }
             });
           }
           drawn = true;
@@ -79,18 +89,24 @@
   }
 
   function addItem(item, live) {
+    var emptyItem = document.getElementById("ticker-empty");
+    if (emptyItem) { ticker.removeChild(emptyItem); }
     var li = el("li", "vote " + item.rating);
     li.setAttribute("data-device", item.device);
     li.setAttribute("data-seq", item.seq);
-    li.appendChild(el("span", "time", shortTime(item.time)));
     li.appendChild(el("span", "rating", item.rating_label));
+    li.appendChild(el("span", "time", shortTime(item.time)));
     var place = [item.county_name, item.hall_name, item.window_name].filter(Boolean).join(" · ") || item.device;
     li.appendChild(el("span", "place", place));
+    li.title = place + "（终端 " + item.device + "）";
     ticker.insertBefore(li, ticker.firstChild);
     while (ticker.children.length > MAX_ITEMS) { ticker.removeChild(ticker.lastChild); }
     if (live && item.rating === "unsatisfied") {
       li.classList.add("flash");
-      banner.textContent = "不满意评价：" + place + "（" + shortTime(item.time) + "）";
+      unsatisfiedSeen += 1;
+      unsatisfiedCount.textContent = "本页打开后不满意 " + unsatisfiedSeen + " 条";
+      unsatisfiedCount.hidden = false;
+      bannerText.textContent = "不满意评价：" + place + "（" + shortTime(item.time) + "）";
       banner.hidden = false;
       banner.classList.remove("flash"); void banner.offsetWidth; banner.classList.add("flash");
       beep();
@@ -118,6 +134,8 @@
         cursor = data.cursor;
       });
   }
+
+  bannerClose.addEventListener("click", function () { banner.hidden = true; });
 
   Array.prototype.forEach.call(document.querySelectorAll("button.period"), function (btn) {
     btn.addEventListener("click", function () {

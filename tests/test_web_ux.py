@@ -1,0 +1,167 @@
+"""What a person sees in the control center: the simulated-data banner, the current page in the
+navigation, the map's click targets, units and China time on the pages (Flask test client,
+real SQLite stores, the Heze sample registry)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from plugin_web import DEVICE_A, DEVICE_B, FAST_HASH, PASSWORD, write_votes
+
+PAGES = ["/", "/rankings", "/drill", "/drill/county/371702", "/cases", "/terminals", "/alerts", "/imports",
+         "/audit", "/admin/users"]
+
+
+def _nav_active(html: str) -> list[str]:
+    return re.findall(r'<a href="([^"]+)" class="active" aria-current="page">', html)
+
+
+# --- simulated-data banner -------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", PAGES)
+def test_sample_registry_labels_every_page_as_simulated(client, auth, path):
+    auth.login("admin")
+    page = client.get(path)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'id="sample-banner"' in html and "模拟数据" in html
+
+
+def test_sample_banner_also_on_login_and_error_pages(client, auth):
+    assert 'id="sample-banner"' in client.get("/login").get_data(as_text=True)
+    auth.login("county")
+    forbidden = client.get("/audit")
+    assert forbidden.status_code == 403 and 'id="sample-banner"' in forbidden.get_data(as_text=True)
+
+
+@pytest.fixture
+def real_app(tmp_path, heze_dir, clock):
+    """The control center on a registry that is not marked as sample data (meta sample = no)."""
+    from analytics.web import create_app
+    from analytics.web.auth import create_user
+    from analytics.web.context import get_db, resources
+
+    meta = heze_dir / "meta.csv"
+    meta.write_text(meta.read_text(encoding="utf-8").replace("sample,yes", "sample,no"), encoding="utf-8")
+    app = create_app({"TESTING": True, "SECRET_KEY": "test", "STORE_URL": f"sqlite:///{tmp_path / 'v.db'}",
+                      "CENTER_DB": str(tmp_path / "c.db"), "REGISTRY_PATH": str(heze_dir), "CLOCK": clock,
+                      "BACKGROUND_WORKERS": False, "SESSION_COOKIE_SECURE": False})
+    create_user(get_db(app), "admin", PASSWORD, "admin", None, method=FAST_HASH)
+    yield app
+    resources(app).close()
+
+
+def test_registry_not_marked_sample_shows_no_banner(real_app):
+    from analytics.web.context import get_registry
+    from plugin_web import AuthActions
+
+    assert get_registry(real_app).sample is False
+    client = real_app.test_client()
+    AuthActions(client).login("admin")
+    for path in ("/", "/rankings", "/terminals", "/cases"):
+        html = client.get(path).get_data(as_text=True)
+        assert "<nav" in html and 'id="sample-banner"' not in html and "brand-tag" not in html, path
+
+
+# --- navigation ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, active", [
+    ("/", "/"), ("/rankings", "/rankings"), ("/drill/county/371702", "/drill"), ("/cases/settings", "/cases"),
+    ("/terminals?problems=1", "/terminals"), ("/alerts", "/alerts"), ("/imports", "/imports"),
+    ("/audit", "/audit"), ("/admin/users", "/admin/users"),
+])
+def test_navigation_marks_exactly_the_current_page(client, auth, path, active):
+    auth.login("admin")
+    assert _nav_active(client.get(path).get_data(as_text=True)) == [active]
+
+
+def test_nav_active_maps_report_downloads_to_imports(app):
+    from analytics.web.live import nav_active
+
+    with app.test_request_context("/reports"):
+        assert nav_active("/imports") and not nav_active("/")
+    with app.test_request_context("/drillx"):           # a prefix of letters is not a sub-page
+        assert not nav_active("/drill")
+
+
+# --- the live map ------------------------------------------------------------------------------
+
+def test_map_click_targets_are_drill_pages_the_user_may_open(client, auth, web_store, clock):
+    """Every county and hall on the map carries the URL a click opens, and that page opens."""
+    now = clock.now()
+    write_votes(web_store, [(DEVICE_A, "satisfied", now - timedelta(minutes=5)),
+                            (DEVICE_B, "unsatisfied", now - timedelta(minutes=4))])
+    auth.login("admin")
+    figure = client.get("/api/v1/map?period=today").get_json()["figure"]
+    choropleths = [t for t in figure["data"] if t["type"] == "choropleth"]
+    by_code = {code: cd[-1] for t in choropleths for code, cd in zip(t["locations"], t["customdata"])}
+    assert by_code["371702"] == "/drill/county/371702"          # has votes today
+    assert by_code["371723"] == "/drill/county/371723"          # no votes: grey, still clickable
+    halls = [cd[-1] for t in figure["data"] if t["type"] == "scattergeo" for cd in t["customdata"]]
+    assert halls and all(url.startswith("/drill/hall/") for url in halls)
+    for url in [by_code["371702"], by_code["371723"], halls[0]]:
+        assert client.get(url).status_code == 200, url
+
+
+def test_county_user_map_links_only_to_own_county(client, auth):
+    auth.login("county")            # 牡丹区 371702
+    figure = client.get("/api/v1/map?period=today").get_json()["figure"]
+    urls = [cd[-1] for t in figure["data"] for cd in t["customdata"]]
+    county_urls = [u for u in urls if u.startswith("/drill/county/")]
+    assert county_urls == ["/drill/county/371702"]
+    for url in urls[:5]:
+        assert client.get(url).status_code == 200, url
+    assert client.get("/drill/county/371721").status_code == 403
+
+
+def test_map_colour_scale_says_points(client, auth):
+    from analytics.charts import county_map
+    import pandas as pd
+    from manyi.registry import COUNTIES_GEOJSON
+    import json
+
+    counties = pd.DataFrame({"code": ["371702"], "name": ["牡丹区"], "n": [3], "score": [86.67], "rate": [1.0]})
+    fig = county_map(counties, json.loads(open(COUNTIES_GEOJSON, encoding="utf-8").read()))
+    bar = fig["data"][0]["colorbar"]
+    assert "分" in bar["title"]["text"] and bar["ticktext"][0] == "≤60"
+    assert fig["data"][0]["customdata"][0][1] == "86.7 分"
+
+
+def test_live_page_has_legend_units_and_an_empty_ticker_state(client, auth):
+    auth.login("admin")
+    html = client.get("/").get_data(as_text=True)
+    assert "得分（分）" in html and 'class="map-legend"' in html and "本期暂无评价" in html
+    assert 'id="ticker-empty"' in html and 'id="alert-banner-close"' in html
+
+
+# --- times in China time, labels in Chinese ------------------------------------------------------
+
+def test_audit_log_shows_china_time_and_chinese_actions(client, auth, app):
+    from analytics.web.context import get_db
+
+    auth.login("admin")
+    at = get_db(app).query("SELECT at FROM audit_log ORDER BY id DESC LIMIT 1")[0]["at"]
+    local = datetime.fromisoformat(at).astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")
+    html = client.get("/audit").get_data(as_text=True)
+    assert "北京时间" in html and "(UTC)" not in html
+    assert local in html and "登录" in html
+
+
+def test_drill_trend_axis_uses_dates_not_english_month_names():
+    from datetime import date
+
+    from analytics import charts_drill as charts
+
+    fig = charts.trend_figure(charts.daily_counts([], date(2026, 11, 1), date(2026, 11, 8))).to_plotly_json()
+    layout = fig["layout"]
+    assert layout["xaxis"]["tickformat"] == "%m-%d"
+    assert layout["yaxis2"]["ticksuffix"] == "%" and layout["yaxis2"]["dtick"] == 20
+
+
+def test_drill_page_without_votes_says_so(client, auth):
+    auth.login("admin")
+    html = client.get("/drill/county/371723?days=7").get_data(as_text=True)
+    assert "暂无评价" in html
