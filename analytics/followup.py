@@ -138,9 +138,10 @@ def is_overdue(case: dict, now: datetime) -> bool:
 # --- storage ----------------------------------------------------------------------
 
 def _iso(moment: datetime) -> str:
+    # Always UTC: the text is compared and sorted in SQL, which only works with one offset.
     if moment.tzinfo is None:
         raise ValueError("datetimes stored for cases must be timezone-aware")
-    return moment.isoformat()
+    return moment.astimezone(timezone.utc).isoformat()
 
 
 def _dt(text: str) -> datetime:

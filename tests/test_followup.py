@@ -160,3 +160,13 @@ def test_list_filters(db):
     assert [c["device"] for c in fu.list_cases(db, now, date_to=date(2026, 11, 23))] == ["hz-t1"]
     # Terminals without a registry location have no county: a county-scoped user sees none.
     assert fu.list_cases(db, now, counties={"371702"}) == []
+
+
+def test_date_filters_hold_whatever_offset_the_vote_times_carry(db):
+    # 23:30 China time on the 23rd is 15:30 UTC: it belongs to the 23rd, not the 24th.
+    now = cn(2026, 11, 25, 12)
+    fu.attach_vote(db, None, "hz-t1", 1, cn(2026, 11, 23, 23, 30), now)
+    fu.attach_vote(db, None, "hz-t2", 1, datetime(2026, 11, 23, 16, 30, tzinfo=timezone.utc), now)  # 00:30 on the 24th
+    assert [c["device"] for c in fu.list_cases(db, now, date_from=date(2026, 11, 24))] == ["hz-t2"]
+    assert [c["device"] for c in fu.list_cases(db, now, date_to=date(2026, 11, 23))] == ["hz-t1"]
+    assert [c["device"] for c in fu.list_cases(db, now)] == ["hz-t2", "hz-t1"]
