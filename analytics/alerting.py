@@ -170,7 +170,7 @@ def rate_alerts(rule: Rule, counts: dict[str, dict[str, int]], day: date, now: d
 
 
 def aggregate_counts(rows, registry, level: str) -> dict[str, dict[str, int]]:
-    """Sum store CountRows by hall, township or county of the terminal (registry.locate at the bucket)."""
+    """Sum store CountRows by hall, township or county of the terminal (registry.locate at the bucket start)."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
         loc = registry.locate(row.device, row.bucket) if registry is not None else None
@@ -301,7 +301,9 @@ def evaluate(store, db, registry, now: datetime) -> list[int]:
     if rates:
         day = to_local(now).date()
         start, end = day_bounds(day)
-        rows = store.counts(start, end, bucket="day")
+        # Hour buckets: each hour is attributed where its terminal was then (one installed
+        # or moved during the day counts from that hour on, not from midnight).
+        rows = store.counts(start, end, bucket="hour")
         for rule in rates:
             counts = aggregate_counts(rows, registry, rule.params["level"])
             new += _store_candidates(db, registry, rule, rate_alerts(rule, counts, day, now), now)

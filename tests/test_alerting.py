@@ -9,6 +9,7 @@ import pytest
 from analytics import alerting as al
 from followup_fixtures import DEV_A1, DEV_A2, DEV_B1, small_registry, vote
 from manyi.periods import CHINA_TZ
+from manyi.registry import Assignment, Window
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA_TZ)
 BURST = al.Rule(1, "burst", "burst", {"n": 3, "minutes": 30})
@@ -111,3 +112,17 @@ def test_rule_editing(env):
     with pytest.raises(al.RuleError):
         al.save_rule(db, rule_id=999, name="y", kind="burst", params={"n": 5, "minutes": 10})
     assert al.delete_rule(db, rid) and not al.delete_rule(db, rid)
+
+
+def test_low_rate_counts_a_terminal_installed_during_the_day(env):
+    store, db, reg = env
+    for rule in al.list_rules(db):
+        al.save_rule(db, rule_id=rule.id, name=rule.name, kind=rule.kind, params=rule.params, enabled=False)
+    al.save_rule(db, name="大厅低于85%", kind="low_rate", params={"threshold": 85, "min_votes": 10, "level": "hall"})
+    new_device = "hz-371721001-w09"
+    reg.windows["w-371721001-09"] = Window("w-371721001-09", "h-371721001", "9号窗口")
+    installed = datetime(2026, 11, 23, 9, 0, tzinfo=CHINA_TZ)       # this morning
+    reg.assignments.append(Assignment(new_device, "w-371721001-09", installed, None))
+    store.write([vote(new_device, i, "unsatisfied", installed + timedelta(minutes=60 + 7 * i)) for i in range(1, 11)])
+    new = al.evaluate(store, db, reg, installed + timedelta(hours=4))
+    assert [al.get_alert(db, a)["scope_code"] for a in new] == ["h-371721001"]
