@@ -47,6 +47,8 @@ def register(subparsers) -> None:
     s.add_argument("--start", help="virtual start time (ISO 8601; default: a past midnight in votes mode, now otherwise)")
     s.add_argument("--lockout", type=float, default=3.0, help="lock-out seconds of every terminal")
     s.add_argument("--timeout", type=float, default=600.0, help="votes mode: give up waiting for acks after this")
+    s.add_argument("--mqtt-version", choices=("5", "3.1.1"), default="5",
+                   help="MQTT protocol of every terminal (default 5; 3.1.1 only for a broker without MQTT 5)")
     s.set_defaults(func=_simulate)
 
 
@@ -93,7 +95,8 @@ def _simulate(args) -> int:
     summary = run_simulation(args.broker, terminals=args.terminals, devices=args.devices, votes=args.votes,
                              seed=args.seed, speed=args.speed, workdir=args.workdir, rate=args.rate,
                              username=args.username, password=args.password, tls_ca=args.tls_ca, start=start,
-                             lockout_seconds=args.lockout, timeout=args.timeout, install_signals=True)
+                             lockout_seconds=args.lockout, timeout=args.timeout, mqtt_version=args.mqtt_version,
+                             install_signals=True)
     print_summary(summary)
     if args.votes is not None and (summary["acked"] < args.votes or summary["pending"] or summary["poisoned"]):
         return 1

@@ -15,6 +15,7 @@ from manyi.settings import load
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 CLOCK_SOURCES = ("timedatectl", "trusted", "untrusted")
+MQTT_VERSIONS = ("5", "3.1.1")
 
 
 @dataclass
@@ -52,6 +53,9 @@ class TerminalSettings:
     inflight: int = 50
     # How clock_ok is decided: ask systemd (a Pi), or fixed (a laptop with a good clock, or a test bench).
     clock_source: str = "timedatectl"
+    # "3.1.1": compatibility mode for a broker without MQTT 5 (the demo's embedded amqtt). It cannot
+    # tell a refused vote from a delivered one, so production uses "5" (docs/protocol.md).
+    mqtt_version: str = "5"
 
     def __post_init__(self):
         if not is_valid_device_id(self.device_id):
@@ -61,6 +65,8 @@ class TerminalSettings:
         self.outbox_synchronous = self.outbox_synchronous.upper()
         if self.clock_source not in CLOCK_SOURCES:
             raise ConfigError(f"clock_source {self.clock_source!r} must be one of {', '.join(CLOCK_SOURCES)}")
+        if self.mqtt_version not in MQTT_VERSIONS:
+            raise ConfigError(f"mqtt_version {self.mqtt_version!r} must be one of {', '.join(MQTT_VERSIONS)}")
         if self.inflight < 1:
             raise ConfigError(f"inflight must be at least 1, got {self.inflight}")
         if self.outbox_limit < 1:

@@ -254,7 +254,7 @@ class Simulation:
                  seed: int = 1, speed: float = 1.0, workdir: str | Path = "var/simulate", rate: float | None = None,
                  username: str | None = None, password: str | None = None, start: datetime | None = None,
                  lockout_seconds: float = 3.0, synchronous: str = "NORMAL", timeout: float = 600.0,
-                 tls_ca: str | None = None, heartbeat_seconds: float = 60.0):
+                 tls_ca: str | None = None, heartbeat_seconds: float = 60.0, mqtt_version: str = "5"):
         host, _, port = broker.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"--broker {broker!r} must be HOST:PORT")
@@ -280,6 +280,7 @@ class Simulation:
         self.username, self.password, self.tls_ca = username, password, tls_ca
         self.lockout_seconds = lockout_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self.mqtt_version = mqtt_version
         self.synchronous = synchronous
         self.timeout = timeout
         if votes is not None:
@@ -306,7 +307,7 @@ class Simulation:
                 device_id=device, broker_host=self.host, broker_port=self.port, username=self.username or device,
                 password=self.password, tls_ca=self.tls_ca, outbox_path=self.workdir / f"{device}.db",
                 outbox_synchronous=self.synchronous, lockout_seconds=self.lockout_seconds,
-                heartbeat_seconds=self.heartbeat_seconds, reconnect_max_seconds=10)
+                heartbeat_seconds=self.heartbeat_seconds, reconnect_max_seconds=10, mqtt_version=self.mqtt_version)
             outbox = Outbox(settings.outbox_path, device, limit=settings.outbox_limit, synchronous=self.synchronous)
             factory = IsolatedMockFactory()
             terminal = Terminal(settings, outbox, pin_factory=factory, clock=self.clock, clock_ok=lambda: True,
