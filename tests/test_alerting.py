@@ -66,6 +66,13 @@ def env(vote_store, center_db):
     return vote_store, center_db, small_registry()
 
 
+def only_rule(db, name: str, kind: str, params: dict) -> int:
+    """Disable every rule (the seeded defaults too) and add this one."""
+    for rule in al.list_rules(db):
+        al.save_rule(db, rule_id=rule.id, name=rule.name, kind=rule.kind, params=rule.params, enabled=False)
+    return al.save_rule(db, name=name, kind=kind, params=params)
+
+
 def test_evaluate_raises_each_burst_alert_once(env):
     store, db, reg = env
     store.write([vote(DEV_A1, i, "unsatisfied", at(i)) for i in (1, 2)] + [vote(DEV_A2, 1, "unsatisfied", at(3))])
@@ -86,9 +93,7 @@ def test_evaluate_raises_each_burst_alert_once(env):
 
 def test_evaluate_low_rate_at_county_level(env):
     store, db, reg = env
-    for rule in al.list_rules(db):
-        al.save_rule(db, rule_id=rule.id, name=rule.name, kind=rule.kind, params=rule.params, enabled=False)
-    al.save_rule(db, name="曹县低于85%", kind="low_rate", params={"threshold": 85, "min_votes": 10, "level": "county"})
+    only_rule(db, "曹县低于85%", "low_rate", {"threshold": 85, "min_votes": 10, "level": "county"})
     # 8 satisfied + 2 unsatisfied (80%) in 曹县, spread so no burst rule matters
     store.write([vote(DEV_B1, i, "satisfied", at(i)) for i in range(1, 9)]
                 + [vote(DEV_B1, 9, "unsatisfied", at(20)), vote(DEV_B1, 10, "unsatisfied", at(200))])
@@ -116,9 +121,7 @@ def test_rule_editing(env):
 
 def test_low_rate_counts_a_terminal_installed_during_the_day(env):
     store, db, reg = env
-    for rule in al.list_rules(db):
-        al.save_rule(db, rule_id=rule.id, name=rule.name, kind=rule.kind, params=rule.params, enabled=False)
-    al.save_rule(db, name="大厅低于85%", kind="low_rate", params={"threshold": 85, "min_votes": 10, "level": "hall"})
+    only_rule(db, "大厅低于85%", "low_rate", {"threshold": 85, "min_votes": 10, "level": "hall"})
     new_device = "hz-371721001-w09"
     reg.windows["w-371721001-09"] = Window("w-371721001-09", "h-371721001", "9号窗口")
     installed = datetime(2026, 11, 23, 9, 0, tzinfo=CHINA_TZ)       # this morning
