@@ -7,9 +7,14 @@ loses them) and has no ACL in this configuration: production uses mosquitto with
 deploy/'s configuration and MQTT 5. docs/operations.md ("Embedded broker") lists what
 was verified.
 
-Every client is accepted. amqtt keeps no session for a client it marks anonymous,
-so :class:`OpenAuthPlugin` accepts everyone without marking them: a client with
-clean_session=False gets its queued QoS 1 messages after a reconnect, as with mosquitto.
+Two amqtt 0.12 behaviours are corrected here:
+
+* amqtt keeps no session for a client it marks anonymous; :class:`OpenAuthPlugin`
+  accepts everyone without marking them, so a client with clean_session=False gets
+  its queued QoS 1 messages after a reconnect, as with mosquitto.
+* On every CONNECT amqtt sends the new client the retained messages matching ANY
+  session's subscriptions (a terminal would receive every terminal's status);
+  :class:`DemoBroker` sends retained messages only for the client's own subscriptions.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
+from amqtt.broker import Broker
 from amqtt.plugins.base import BaseAuthPlugin
 
 log = logging.getLogger("manyi.embedded_broker")
@@ -38,6 +44,16 @@ class OpenAuthPlugin(BaseAuthPlugin):
         return True
 
 
+class DemoBroker(Broker):
+    """amqtt's Broker that sends a client only the retained messages of its own subscriptions."""
+
+    async def _publish_retained_messages_for_subscription(self, subscription, session) -> None:
+        topic_filter = subscription[0]
+        own = any(s.client_id == session.client_id for s, _qos in self._subscriptions.get(topic_filter, ()))
+        if own:
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
 def broker_config(host: str, port: int) -> dict:
     """amqtt's configuration: one TCP listener, open authentication, no $SYS topics."""
     return {
@@ -48,13 +64,11 @@ def broker_config(host: str, port: int) -> dict:
 
 async def serve(host: str, port: int) -> None:
     """Run the broker until SIGTERM or SIGINT, then shut it down."""
-    from amqtt.broker import Broker
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    broker = Broker(broker_config(host, port))
+    broker = DemoBroker(broker_config(host, port))
     await broker.start()
     print(f"embedded MQTT 3.1.1 broker (amqtt, demo only) listening on {host}:{port}", flush=True)
     await stop.wait()
