@@ -11,6 +11,11 @@ then sends again from the oldest pending vote, with back-off. A reason code >= 0
 stays, counted in the status and shown on the LEDs. The retained status message is published on connect, on every heartbeat
 and after a config change; the will publishes ``online: false``. Settings from the
 retained config topic are applied at run time and reported in ``config_applied``.
+
+MQTT 3.1.1 compatibility mode (``mqtt_version = "3.1.1"``, for the demo's embedded amqtt
+broker): ``clean_session=False`` instead of the session expiry property, no properties.
+A 3.1.1 PUBACK carries no reason code, so every acknowledged vote is deleted: a vote the
+broker refused (ACL) or could not route is lost silently. Production uses MQTT 5.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class Publisher:
         self.firmware = firmware
         self.boot_time = format_timestamp((boot_time or self.clock.now()).astimezone(CHINA_TZ))
         self.topic = vote_topic(self.device)
+        self.config_topic = config_topic(self.device)
         self.acked = 0
         self.poisoned = 0
         self.duplicate_acks = 0
@@ -91,7 +97,11 @@ class Publisher:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device, protocol=mqtt.MQTTv5)
+        if s.mqtt_version == "3.1.1":
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device, protocol=mqtt.MQTTv311,
+                                 clean_session=False)
+        else:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device, protocol=mqtt.MQTTv5)
         if s.username or s.password:
             client.username_pw_set(s.username, s.password)
         if s.tls_ca:
@@ -113,10 +123,15 @@ class Publisher:
 
     def start(self) -> None:
         """Connect in the background (retrying with back-off) and start the network thread."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry
-        self.client.connect_async(self.settings.broker_host, self.settings.broker_port,
-                                  keepalive=self.settings.keepalive, clean_start=False, properties=props)
+        if self.settings.mqtt_version == "3.1.1":
+            # clean_session=False was given to the client; the broker decides how long it keeps the session.
+            self.client.connect_async(self.settings.broker_host, self.settings.broker_port,
+                                      keepalive=self.settings.keepalive)
+        else:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.settings.session_expiry
+            self.client.connect_async(self.settings.broker_host, self.settings.broker_port,
+                                      keepalive=self.settings.keepalive, clean_start=False, properties=props)
         if self.netloop is not None:
             self.netloop.add(self.client, min_delay=self.settings.reconnect_min_seconds,
                              max_delay=self.settings.reconnect_max_seconds)
@@ -164,7 +179,7 @@ class Publisher:
         self.connections += 1
         self.connected.set()
         self._inflight_since = self.clock.monotonic()
-        client.subscribe(config_topic(self.device), qos=1)
+        client.subscribe(self.config_topic, qos=1)
         self.publish_status()
         self.wake()
 
@@ -180,6 +195,11 @@ class Publisher:
         self._drain()
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic != self.config_topic:
+            # Only the config topic is subscribed; a broker that sends anything else (amqtt 0.12
+            # sent other sessions' retained messages) must not reach apply_config.
+            log.debug("%s: ignored a message on %s", self.device, message.topic)
+            return
         try:
             self.apply_config(message.payload)
         except Exception:  # noqa: BLE001 - one bad message must never kill the network loop
