@@ -165,3 +165,43 @@ def test_drill_page_without_votes_says_so(client, auth):
     auth.login("admin")
     html = client.get("/drill/county/371723?days=7").get_data(as_text=True)
     assert "暂无评价" in html
+
+
+@pytest.mark.parametrize("user, shown, hidden", [
+    ("admin", ["/imports", "/audit", "/admin/users"], []),
+    ("assessor", ["/imports"], ["/audit", "/admin/users"]),
+    ("city", ["/rankings", "/cases"], ["/imports", "/audit", "/admin/users"]),
+    ("county", ["/", "/drill", "/terminals"], ["/imports", "/audit", "/admin/users"]),
+])
+def test_navigation_offers_only_pages_the_role_may_open(client, auth, user, shown, hidden):
+    auth.login(user)
+    html = client.get("/").get_data(as_text=True)
+    nav = html.split('<nav class="nav">')[1].split("</nav>")[0]
+    links = re.findall(r'<a href="([^"]+)"', nav)
+    assert set(shown) <= set(links) and not set(hidden) & set(links)
+    for path in links:
+        assert client.get(path, follow_redirects=True).status_code == 200, (user, path)
+
+
+# --- the quarterly report ---------------------------------------------------------------------
+
+def test_city_reaches_the_printable_report_from_rankings(client, auth):
+    auth.login("city")
+    html = client.get("/rankings?quarter=2026Q3").get_data(as_text=True)
+    link = re.search(r'href="(/reports\?[^"]*format=html[^"]*)"', html).group(1).replace("&amp;", "&")
+    assert "inline=1" in link
+    page = client.get(link)
+    assert page.status_code == 200 and "attachment" not in page.headers.get("Content-Disposition", "")
+    text = page.get_data(as_text=True)
+    assert "@page" in text and "模拟数据" in text          # A4 print CSS; labelled as simulated
+    download = client.get("/reports?quarter=2026Q3&format=html")
+    assert "attachment" in download.headers["Content-Disposition"] and "模拟数据" in download.get_data(as_text=True)
+
+
+def test_report_of_a_real_registry_has_no_sample_label(real_app):
+    from plugin_web import AuthActions
+
+    client = real_app.test_client()
+    AuthActions(client).login("admin")
+    page = client.get("/reports?quarter=2026Q3&format=html&inline=1")
+    assert page.status_code == 200 and "模拟数据" not in page.get_data(as_text=True)

@@ -12,7 +12,7 @@ and download is audited.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, render_template, request
+from flask import Blueprint, Response, abort, jsonify, render_template, request
 
 from manyi.exc import ManyiError
 from manyi.periods import Quarter
@@ -124,8 +124,20 @@ def report():
         quarter = _quarter(request.args.get("quarter"))
         result = q.compute_quarter(get_store(), get_registry(), get_db(), quarter, now=get_clock().now())
     data = render_report(result, fmt)
+    if fmt == "html" and getattr(get_registry(), "sample", False):
+        data = data.replace(b"<body>", SAMPLE_REPORT_BANNER.encode("utf-8"), 1)
     audit("report.download", {"quarter": str(result.quarter), "format": fmt, "result": result.result_id})
+    if fmt == "html" and request.args.get("inline") == "1":
+        # Opened in the browser to read and print (Ctrl+P); the report's own CSS has the A4 print layout.
+        return Response(data, mimetype="text/html; charset=utf-8")
     return download(data, f"满意度季度报告_{result.quarter}.{fmt}", fmt)
+
+
+# Put at the top of an HTML report computed on the generated sample registry (also printed).
+SAMPLE_REPORT_BANNER = (
+    '<body><p style="border:1.5pt solid #b7950b;background:#fcf3cf;color:#7d6608;padding:4pt 6pt;'
+    'font-weight:bold;-webkit-print-color-adjust:exact;print-color-adjust:exact">'
+    "模拟数据：本报告基于生成的菏泽示例登记表和模拟评价，仅供演示和测试，不代表真实满意度，不得用于考核。</p>")
 
 
 # --- JSON API -------------------------------------------------------------------------------

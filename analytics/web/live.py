@@ -469,6 +469,9 @@ def init_app(app) -> None:
         user = current_user()
         if user is not None and user.role == "admin":
             items += [("/audit", "审计日志"), ("/admin/users", "用户管理")]
+        # A link the user's role cannot open (403) is left out of the navigation.
+        items = [(path, label) for path, label in items
+                 if user is None or user.role in NAV_ROLES.get(path, (user.role,))]
         return {"nav_items": [(path, label) for path, label in items if path in rules], "nav_active": nav_active,
                 "sample_data": _sample_data()}
 
@@ -515,6 +518,9 @@ def audit_detail(detail) -> str:
         parts.append(f"{AUDIT_KEYS.get(key, key)}：{value}")
     return "；".join(parts) or "—"
 
+
+# Nav entries open to some roles only (the pages' own roles_required checks stay the authority).
+NAV_ROLES = {"/imports": ("admin", "assessment"), "/audit": ("admin",), "/admin/users": ("admin",)}
 
 # Pages reached from a nav entry without sharing its path prefix.
 NAV_ALIASES = {"/reports": "/imports"}
