@@ -32,7 +32,13 @@ class BrokerError(ManyiError, RuntimeError):
 
 
 def find_mosquitto() -> str | None:
-    """Path of the mosquitto executable, or None (it lives in /usr/sbin on Debian)."""
+    """Path of the mosquitto executable, or None (it lives in /usr/sbin on Debian).
+
+    ``MANYI_MOSQUITTO`` overrides the search: a path to use, or empty for "not installed".
+    """
+    if "MANYI_MOSQUITTO" in os.environ:
+        chosen = os.environ["MANYI_MOSQUITTO"]
+        return chosen if chosen and os.access(chosen, os.X_OK) else None
     return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
 

@@ -1,8 +1,9 @@
 """``manyi run`` and ``manyi demo``: the whole system on one machine, no root, no services.
 
 ``manyi run`` starts, each as a child process in its own process group with its log
-under ``WORKDIR/logs/``: mosquitto (``manyi.broker.Mosquitto``, persistence in the
-workdir), the collector with the SQLite store (``WORKDIR/votes.db``), a simulated Heze
+under ``WORKDIR/logs/``: an MQTT broker (``manyi.broker.start_local_broker``: mosquitto
+with persistence in the workdir when it is installed, otherwise the embedded
+pure-Python amqtt broker, MQTT 3.1.1, demo only; ``--broker`` chooses), the collector with the SQLite store (``WORKDIR/votes.db``), a simulated Heze
 (``manyi simulate --devices``: every terminal of the sample registry, the real terminal
 code on mock pins) and the control center (``manyi serve``, waitress) with an admin
 account whose random password is kept in ``WORKDIR/admin-password.txt``.
@@ -14,6 +15,9 @@ terminal's outbox seq set after its history, so live votes continue the same seq
 Running again continues the same city (nothing is seeded twice). Ctrl-C (SIGINT) or
 SIGTERM stops the simulator, the center, the collector and the broker in that order:
 SIGTERM to each process group, then SIGKILL after a grace period.
+
+With the embedded broker the collector and the simulated terminals run in MQTT 3.1.1
+compatibility mode (``--mqtt-version 3.1.1``); see docs/protocol.md for what that gives up.
 
 ``manyi demo`` is ``manyi run --speed 60``: the simulator's clock runs 60 times faster.
 The simulator skips nights and weekends, so the map moves whatever the hour.
@@ -48,6 +52,9 @@ def register(subparsers) -> None:
         p.add_argument("--host", default="127.0.0.1", help="control center address (default 127.0.0.1)")
         p.add_argument("--port", type=int, default=8000, help="control center port (default 8000)")
         p.add_argument("--broker-port", type=int, default=0, help="MQTT port (default: a free port)")
+        p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
+                       help="MQTT broker: mosquitto, the embedded pure-Python amqtt (MQTT 3.1.1, demo only), "
+                            "or auto = mosquitto when installed, else embedded (default auto)")
         p.add_argument("--speed", type=float, default=speed, help=f"simulated clock speed (default {speed:g})")
         p.add_argument("--rate", type=float, default=None,
                        help="instead of the office-hours model: a fixed total rate of votes per second")
@@ -241,7 +248,7 @@ def _reset_partial(workdir: Path) -> None:
 
     for name in ("votes.db", "votes.db-wal", "votes.db-shm", "center.db", "center.db-wal", "center.db-shm"):
         (workdir / name).unlink(missing_ok=True)
-    for name in ("terminals", "mosquitto"):
+    for name in ("terminals", "mosquitto", "amqtt"):
         shutil.rmtree(workdir / name, ignore_errors=True)
 
 
@@ -249,7 +256,7 @@ def cmd_run(args) -> int:
     """Run the demo city until SIGINT/SIGTERM; return 0 on a clean stop, 1 when a part failed."""
     import fcntl
 
-    from .broker import BrokerError, Mosquitto, find_mosquitto, free_port
+    from .broker import BrokerError, amqtt_available, find_mosquitto, free_port, start_local_broker
     from .exc import ManyiError
     from .registry import heze_sample
     from . import demo_data
@@ -265,12 +272,13 @@ def cmd_run(args) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise ManyiError(f"another manyi run uses {workdir}; stop it first") from None
-    if not find_mosquitto():
-        # amqtt (pure Python) speaks MQTT 3.1.1 only; the terminals and the collector use MQTT 5
-        # (session expiry, reason codes), so the demo needs mosquitto.
+    broker_choice = getattr(args, "broker", "auto")
+    if broker_choice == "mosquitto" and not find_mosquitto():
         raise BrokerError("mosquitto is not installed: apt-get install mosquitto (Debian/Ubuntu), "
-                          "brew install mosquitto (macOS); the terminals and the collector speak MQTT 5, "
-                          "which the pure-Python amqtt broker does not")
+                          "brew install mosquitto (macOS); or use --broker embedded (demo only)")
+    if not find_mosquitto() and not amqtt_available():
+        raise BrokerError("no MQTT broker: install mosquitto (apt-get install mosquitto, brew install mosquitto) "
+                          "or the Python package amqtt for the embedded demo broker")
 
     # Seeding runs before any child exists: Ctrl-C simply interrupts it (KeyboardInterrupt),
     # and the next run starts the seeding over because the marker file was not written.
@@ -301,20 +309,27 @@ def cmd_run(args) -> int:
     code = 0
     try:
         broker_port = args.broker_port or free_port()
-        broker = Mosquitto(workdir / "mosquitto", port=broker_port)
-        say(f"starting mosquitto on 127.0.0.1:{broker_port}")
-        broker.start()
-        address = f"127.0.0.1:{broker_port}"
+        embedded = broker_choice == "embedded" or not find_mosquitto()
+        if embedded:
+            say(f"starting the EMBEDDED MQTT broker (amqtt, pure Python, MQTT 3.1.1) on 127.0.0.1:{broker_port}: "
+                "FOR THE DEMO ONLY (no MQTT 5 reason codes, no ACL, sessions in memory); "
+                "production uses mosquitto (docs/operations.md)")
+        else:
+            say(f"starting mosquitto on 127.0.0.1:{broker_port}")
+        broker = start_local_broker(workdir, broker_port, prefer="embedded" if embedded else "mosquitto")
+        address = broker.address
+        version_args = ["--mqtt-version", broker.mqtt_version] if broker.mqtt_version != "5" else []
 
         collector = Child("collector", manyi_argv("-v", "collector", "--broker", address, "--store", store_url,
-                                                  "--client-id", "manyi-demo-collector"), logs / "collector.log")
+                                                  "--client-id", "manyi-demo-collector", *version_args),
+                          logs / "collector.log")
         offset = collector.log.stat().st_size if collector.log.exists() else 0
         children.append(collector.start())
         wait_for_text(collector.log, "connected to", collector, 30, offset)
         time.sleep(0.3)  # its SUBACK follows the CONNACK: the session exists before terminals publish
 
         sim_args = ["simulate", "--broker", address, "--devices", str(devices), "--workdir", str(workdir / "terminals"),
-                    "--speed", f"{args.speed:g}", "--seed", str(int(time.time()))]
+                    "--speed", f"{args.speed:g}", "--seed", str(int(time.time())), *version_args]
         if args.rate:
             sim_args += ["--rate", f"{args.rate:g}"]
         children.append(Child("simulator", manyi_argv(*sim_args), logs / "simulator.log").start())
@@ -330,6 +345,8 @@ def cmd_run(args) -> int:
             f"  login           {ADMIN_USER} / {password}   (kept in {workdir / 'admin-password.txt'})",
             f"  simulated city  {len(props)} terminals of the Heze sample registry, speed x{args.speed:g}"
             + (f", {args.rate:g} votes/s" if args.rate else ""),
+            f"  MQTT broker     {broker.name} at {address}, MQTT {broker.mqtt_version}"
+            + ("   (embedded: FOR THE DEMO ONLY)" if embedded else ""),
             f"  data            {workdir}   logs: {logs}",
             "  NOTE            history, survey, scores and live votes are SIMULATED (模拟数据)",
             "  Ctrl-C stops everything; `manyi run` again continues the same city.",
@@ -341,14 +358,15 @@ def cmd_run(args) -> int:
                 for child in dead:
                     say(f"{child.name} exited with code {child.process.returncode}; log {child.log}:\n{child.tail()}")
                 if not broker.running:
-                    say(f"mosquitto exited; log:\n{broker.log_tail()}")
+                    say(f"{broker.name} exited; log:\n{broker.log_tail()}")
                 code = 1
                 break
         else:
             say("stopping ...")
     finally:
         # Terminals first (they send their offline status), then the center, then the
-        # collector (it finishes its batch; unacknowledged votes stay with the broker).
+        # collector (it finishes its batch; unacknowledged votes stay with the broker;
+        # the embedded broker keeps nothing across a stop, the terminals' outboxes do).
         order = {"simulator": 0, "control center": 1, "collector": 2}
         for child in sorted(children, key=lambda c: order.get(c.name, 0)):
             child.stop(grace=20 if child.name == "collector" else 10)
