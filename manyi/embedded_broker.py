@@ -48,8 +48,9 @@ class DemoBroker(Broker):
     """amqtt's Broker that sends a client only the retained messages of its own subscriptions."""
 
     async def _publish_retained_messages_for_subscription(self, subscription, session) -> None:
-        topic_filter = subscription[0]
-        own = any(s.client_id == session.client_id for s, _qos in self._subscriptions.get(topic_filter, ()))
+        subscriptions = getattr(self, "_subscriptions", None)   # amqtt 0.12: filter -> [(session, qos)]
+        own = subscriptions is None or any(
+            s.client_id == session.client_id for s, _qos in subscriptions.get(subscription[0], ()))
         if own:
             await super()._publish_retained_messages_for_subscription(subscription, session)
 
