@@ -41,9 +41,12 @@ def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None
     Counties without a polygon (development zones) simply do not appear on the map.
     The last ``customdata`` item of every county and hall is the drill-down URL a click opens.
     """
-    codes_with_shape = {str(f.get("id") or f.get("properties", {}).get("adcode")) for f in geojson["features"]}
     for feature in geojson["features"]:
         feature.setdefault("id", feature.get("properties", {}).get("adcode"))
+    # Only the counties in the frame (a county user's own) are drawn, so the map zooms to fill its box.
+    wanted = set(counties["code"].astype(str))
+    geojson = dict(geojson, features=[f for f in geojson["features"] if str(f.get("id")) in wanted])
+    codes_with_shape = {str(f.get("id")) for f in geojson["features"]}
     shown = counties[counties["code"].astype(str).isin(codes_with_shape)]
     scored = shown[shown["n"] > 0]
     empty = shown[shown["n"] <= 0]

@@ -112,6 +112,9 @@ def test_county_user_map_links_only_to_own_county(client, auth):
     urls = [cd[-1] for t in figure["data"] for cd in t["customdata"]]
     county_urls = [u for u in urls if u.startswith("/drill/county/")]
     assert county_urls == ["/drill/county/371702"]
+    # the map is zoomed to the user's own county: the other counties' outlines are not in the figure
+    shapes = {str(f["id"]) for t in figure["data"] if t["type"] == "choropleth" for f in t["geojson"]["features"]}
+    assert shapes == {"371702"}
     for url in urls[:5]:
         assert client.get(url).status_code == 200, url
     assert client.get("/drill/county/371721").status_code == 403

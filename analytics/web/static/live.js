@@ -77,16 +77,50 @@
     redrawTimer = setTimeout(function () { redrawTimer = null; drawMap(); }, REDRAW_DELAY);
   }
 
+  // Sound: browsers only play audio after a click on the page, so the wall screen has a toggle
+  // (remembered in localStorage); one AudioContext is reused (browsers cap how many a page may open).
+  var soundButton = document.getElementById("sound-toggle");
+  var audio = null;
+  var soundOn = false;
+  try { soundOn = window.localStorage.getItem("manyi.sound") === "on"; } catch (e) { soundOn = false; }
+
+  function showSound() {
+    soundButton.textContent = soundOn ? "声音提示：开" : "声音提示：关";
+    soundButton.setAttribute("aria-pressed", soundOn ? "true" : "false");
+  }
+
+  function audioContext() {
+    var Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!audio && Ctx) { audio = new Ctx(); }
+    if (audio && audio.state === "suspended") { audio.resume(); }
+    return audio;
+  }
+
   function beep() {
+    if (!soundOn) { return; }
     try {
-      var Ctx = window.AudioContext || window.webkitAudioContext;
-      if (!Ctx) { return; }
-      var ctx = new Ctx(), osc = ctx.createOscillator(), gain = ctx.createGain();
+      var ctx = audioContext();
+      if (!ctx || ctx.state !== "running") { return; }
+      var osc = ctx.createOscillator(), gain = ctx.createGain();
       osc.frequency.value = 880; gain.gain.value = 0.05;
       osc.connect(gain); gain.connect(ctx.destination);
       osc.start(); osc.stop(ctx.currentTime + 0.25);
     } catch (e) { /* sound is optional */ }
   }
+
+  soundButton.addEventListener("click", function () {
+    soundOn = !soundOn;
+    try { window.localStorage.setItem("manyi.sound", soundOn ? "on" : "off"); } catch (e) { /* private mode */ }
+    if (soundOn) { audioContext(); beep(); }
+    showSound();
+  });
+  showSound();
+
+  // In a background tab the title counts unsatisfied votes until the page is looked at again.
+  var baseTitle = document.title, unseen = 0;
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) { unseen = 0; document.title = baseTitle; }
+  });
 
   function addItem(item, live) {
     var emptyItem = document.getElementById("ticker-empty");
@@ -106,6 +140,7 @@
       unsatisfiedSeen += 1;
       unsatisfiedCount.textContent = "本页打开后不满意 " + unsatisfiedSeen + " 条";
       unsatisfiedCount.hidden = false;
+      if (document.hidden) { unseen += 1; document.title = "（" + unseen + "）不满意 · " + baseTitle; }
       bannerText.textContent = "不满意评价：" + place + "（" + shortTime(item.time) + "）";
       banner.hidden = false;
       banner.classList.remove("flash"); void banner.offsetWidth; banner.classList.add("flash");
