@@ -30,11 +30,14 @@ def test_broker_mosquitto_without_mosquitto_fails_clearly(tmp_path, monkeypatch)
     assert "mosquitto is not installed" in result.stderr and "--broker embedded" in result.stderr
 
 
-def test_manyi_run_without_mosquitto_uses_the_embedded_broker_and_votes_flow(demo_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["mosquitto missing, --broker auto", "--broker embedded"])
+def test_manyi_run_without_mosquitto_uses_the_embedded_broker_and_votes_flow(how, demo_run, tmp_path, monkeypatch):
     started = time.monotonic()
-    monkeypatch.setenv("MANYI_MOSQUITTO", "")        # as on a machine without mosquitto; --broker auto
+    extra = ["--broker", "embedded"] if how == "--broker embedded" else []
+    if not extra:
+        monkeypatch.setenv("MANYI_MOSQUITTO", "")    # as on a machine without mosquitto
     workdir = tmp_path / "city"
-    run = demo_run(workdir, "--speed", "60", "--terminals", "60")
+    run = demo_run(workdir, "--speed", "60", "--terminals", "60", *extra)
     run.wait_for_line(r"login\s+admin / \S+", timeout=60)
     assert any("EMBEDDED MQTT broker" in line and "FOR THE DEMO ONLY" in line for line in run.lines), run.lines
     run.wait_for_line(r"MQTT broker\s+amqtt at 127\.0\.0\.1:\d+, MQTT 3\.1\.1", timeout=1)
