@@ -208,3 +208,37 @@ def test_report_of_a_real_registry_has_no_sample_label(real_app):
     AuthActions(client).login("admin")
     page = client.get("/reports?quarter=2026Q3&format=html&inline=1")
     assert page.status_code == 200 and "模拟数据" not in page.get_data(as_text=True)
+
+
+def test_county_user_sees_what_its_rank_is_out_of(client, auth):
+    auth.login("county")
+    html = client.get("/rankings?quarter=2026Q3").get_data(as_text=True)
+    assert re.search(r"名次为全市 11 个县区中的名次，这里只列出您有权查看的 1 个", html)
+    auth.logout()
+    auth.login("city")
+    assert 'id="rank-scope"' not in client.get("/rankings?quarter=2026Q3").get_data(as_text=True)
+
+
+# --- follow-up deadlines ----------------------------------------------------------------------
+
+def test_due_text_counts_china_calendar_days():
+    from analytics.web.tables import due_text
+
+    now = datetime(2026, 11, 23, 1, 30, tzinfo=timezone.utc)           # Monday 09:30 China time
+    assert due_text("2026-11-26T00:00:00+08:00", now) == "剩 2 天"      # due end of Wednesday
+    assert due_text("2026-11-24T00:00:00+08:00", now) == "今日到期"      # end of Monday
+    assert due_text("2026-11-23T00:00:00+08:00", now) == "超期 1 天"     # ended Sunday night
+    assert due_text("2026-11-20T00:00:00+08:00", now) == "超期 4 天"
+    assert due_text("2026-11-20T00:00:00+08:00", now, closed=True) == "" and due_text(None, now) == ""
+
+
+def test_case_list_and_detail_say_how_long_is_left(client, auth, web_store, clock):
+    write_votes(web_store, [(DEVICE_A, "unsatisfied", clock.now() - timedelta(minutes=5))])
+    auth.login("admin")
+    listing = client.get("/cases").get_data(as_text=True)
+    assert re.search(r'<span class="due muted">剩 \d+ 天</span>', listing)
+    case_id = re.search(r'href="/cases/(\d+)"', listing).group(1)
+    detail = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert re.search(r'id="case-due">剩 \d+ 天<', detail)
+    clock.advance(30 * 86400)
+    assert "超期 " in client.get(f"/cases/{case_id}").get_data(as_text=True)

@@ -18,12 +18,13 @@ from analytics import followup as fu
 
 from .auth import audit, check_county, current_user, login_required, roles_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store
-from .tables import cn_time, pct, table_download
+from .tables import cn_time, due_text, pct, table_download
 
 log = logging.getLogger(__name__)
 bp = Blueprint("cases", __name__)
 bp.add_app_template_filter(cn_time, "cn_time")
 bp.add_app_template_filter(pct, "pct")
+bp.add_app_template_filter(due_text, "due_text")
 
 ACTORS = ("admin", "city", "county")          # who may act on cases
 SETTINGS_ROLES = ("admin", "city")
@@ -194,7 +195,7 @@ def detail(case_id: int):
     """One case with its votes, notes and the action forms."""
     case = _case_or_abort(case_id)
     return render_template("cases/detail.html", case=case, may_act=_may_act(case),
-                           callback_results=fu.CALLBACK_RESULTS, error=None)
+                           callback_results=fu.CALLBACK_RESULTS, error=None, now=get_clock().now())
 
 
 @bp.route("/cases/<int:case_id>/<action>", methods=["POST"])
@@ -207,7 +208,7 @@ def act(case_id: int, action: str):
     if error:
         case = _case_or_abort(case_id)
         return render_template("cases/detail.html", case=case, may_act=_may_act(case),
-                               callback_results=fu.CALLBACK_RESULTS, error=error), 400
+                               callback_results=fu.CALLBACK_RESULTS, error=error, now=get_clock().now()), 400
     flash({"assign": "已指派", "note": "已添加备注", "callback": "已记录回访结果", "close": "督办件已办结"}[action])
     return redirect(url_for("cases.detail", case_id=case_id), code=303)
 

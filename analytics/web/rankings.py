@@ -124,7 +124,8 @@ def index():
     result, level, sort, order, rows = _load()
     return render_template("rankings/index.html", rows=rows, result=result, level=level, levels=LEVELS,
                            columns=COLUMNS, sort=sort, order=order, args=request.args, units=UNITS,
-                           header_overrides=HEADER_OVERRIDES,
+                           header_overrides=HEADER_OVERRIDES, total=len(result.counties if level == "county"
+                                                                         else result.townships),
                            published=q.published(get_db()), quarter=str(result.quarter))
 
 

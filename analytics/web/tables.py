@@ -84,3 +84,24 @@ def pct(value, digits: int = 1) -> str:
     if value is None or value != value:       # None or NaN
         return "—"
     return f"{value * 100:.{digits}f}%"
+
+
+def due_text(deadline, now, closed: bool = False) -> str:
+    """Template filter: how far a deadline is from ``now`` in China-time calendar days, e.g. 剩 2 天 / 今日到期 / 超期 5 天."""
+    if not deadline or closed:
+        return ""
+    from datetime import datetime, timedelta
+
+    from manyi.periods import to_local
+    try:
+        end = to_local(datetime.fromisoformat(str(deadline)))
+    except ValueError:
+        return ""
+    current = to_local(now)
+    if current >= end:
+        # A deadline at midnight is the end of the day before: overdue since then.
+        days = (current.date() - (end - timedelta(seconds=1)).date()).days
+        return f"超期 {days} 天" if days >= 1 else "已到期"
+    days = ((end - timedelta(seconds=1)).date() - current.date()).days
+    return "今日到期" if days == 0 else f"剩 {days} 天"
+
