@@ -25,7 +25,6 @@ The simulator skips nights and weekends, so the map moves whatever the hour.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
