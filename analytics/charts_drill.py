@@ -87,7 +87,8 @@ def distribution_figure(counts: dict[str, int]) -> go.Figure:
     """The three ratings as a donut with counts and shares."""
     fig = go.Figure(go.Pie(labels=[LABELS[r] for r in RATINGS], values=[counts.get(r, 0) for r in RATINGS],
                            marker=dict(colors=[COLORS[r] for r in RATINGS]), hole=0.45, sort=False,
-                           textinfo="label+percent+value"))
+                           texttemplate="%{label}<br>%{value} 次<br>%{percent:.1%}",
+                           hovertemplate="%{label}：%{value} 次（%{percent:.1%}）<extra></extra>"))
     return _layout(fig, "三项评价分布")
 
 
@@ -126,7 +127,7 @@ def peers_figure(peers: list[dict], highlight: str | None = None) -> go.Figure:
     fig = go.Figure(go.Bar(
         x=[round(p["rate"] * 100, 1) for p in items], y=names, orientation="h",
         marker_color=["#1565c0" if p["code"] == highlight else "#90a4ae" for p in items],
-        text=[f"{p['rate']:.1%}（{p['n']}票）" for p in items], textposition="auto",
-        hovertemplate="%{y}: %{x}%<extra></extra>"))
+        text=[f"{p['rate']:.1%}（{p['n']} 次）" for p in items], textposition="auto",
+        hovertemplate="%{y}：满意率 %{x}%<extra></extra>"))
     fig.update_layout(xaxis=dict(title="满意率（%）", range=[0, 100], ticksuffix="%"))
     return _layout(fig, "同级比较", height=max(260, 28 * len(items) + 90))
