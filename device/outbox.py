@@ -1,7 +1,11 @@
 """The terminal's on-disk outbox: every vote is committed here before it is confirmed.
 
 One SQLite file holds the pending votes (in seq order), the seq counter, the count
-of repeat presses, and the poisoned votes the broker refused. The seq counter lives
+of repeat presses, the poisoned votes the broker refused, and the last ``keep_sent``
+votes the broker acknowledged with the time of their acknowledgement: a broker that
+crashes loses what it acknowledged since it last saved its state, so after a lost
+connection the publisher sends the recently acknowledged votes again
+(:meth:`Outbox.requeue_sent`; the collector dedupes). The seq counter lives
 in its own row, so seq keeps growing across restarts and is never reused, even
 after every pending row was acknowledged and deleted. The outbox is bounded: when
 it is full a new vote is refused (:class:`OutboxFull`); old votes are never dropped.
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +27,11 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS pending (
     seq INTEGER PRIMARY KEY,
     payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sent (
+    seq INTEGER PRIMARY KEY,
+    payload BLOB NOT NULL,
+    acked_at REAL NOT NULL          -- epoch seconds of the first acknowledgement
 );
 CREATE TABLE IF NOT EXISTS poisoned (
     seq INTEGER PRIMARY KEY,
@@ -60,10 +70,12 @@ class PoisonedVote:
 class Outbox:
     """A bounded, durable FIFO of votes in one SQLite file; safe to share between threads."""
 
-    def __init__(self, path: str | Path, device: str, *, limit: int = 100_000, synchronous: str = "FULL"):
+    def __init__(self, path: str | Path, device: str, *, limit: int = 100_000, synchronous: str = "FULL",
+                 keep_sent: int = 1000):
         self.path = Path(path)
         self.device = device
         self.limit = limit
+        self.keep_sent = keep_sent
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -121,28 +133,58 @@ class Outbox:
                                     (after, limit)).fetchall()
         return [PendingVote(seq, bytes(payload)) for seq, payload in rows]
 
-    def acknowledge(self, seq: int) -> bool:
+    def acknowledge(self, seq: int, at: float | None = None) -> bool:
         """Delete a vote the broker acknowledged; False when it was not pending (a duplicate ack)."""
-        with self._lock:
-            deleted = self._db.execute("DELETE FROM pending WHERE seq = ?", (seq,)).rowcount
-            self._depth -= deleted
-            return bool(deleted)
+        return bool(self.acknowledge_many([seq], at))
 
-    def acknowledge_many(self, seqs) -> int:
-        """Delete several acknowledged votes in one transaction; return how many were pending."""
+    def acknowledge_many(self, seqs, at: float | None = None) -> int:
+        """Delete several acknowledged votes in one transaction; return how many were pending.
+
+        Each stays in the ``sent`` table (acknowledged ``at``, epoch seconds, default now;
+        a vote sent again keeps its first time) until ``keep_sent`` newer votes follow it.
+        """
         seqs = list(seqs)
         if not seqs:
             return 0
+        at = time.time() if at is None else at
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                deleted = sum(self._db.execute("DELETE FROM pending WHERE seq = ?", (seq,)).rowcount for seq in seqs)
+                deleted = 0
+                for seq in seqs:
+                    if self.keep_sent > 0:
+                        self._db.execute("INSERT OR IGNORE INTO sent (seq, payload, acked_at) "
+                                         "SELECT seq, payload, ? FROM pending WHERE seq = ?", (at, seq))
+                    deleted += self._db.execute("DELETE FROM pending WHERE seq = ?", (seq,)).rowcount
+                if self.keep_sent > 0:
+                    self._db.execute("DELETE FROM sent WHERE seq <= (SELECT max(seq) FROM sent) - ?",
+                                     (self.keep_sent,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._depth -= deleted
             return deleted
+
+    def requeue_sent(self, since: float) -> list[int]:
+        """Put the votes acknowledged at or after ``since`` (epoch seconds) back into pending; return their seqs.
+
+        For after a lost connection: the broker may have crashed before saving them.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seqs = [row[0] for row in self._db.execute(
+                    "SELECT seq FROM sent WHERE acked_at >= ? AND seq NOT IN (SELECT seq FROM pending) "
+                    "AND seq NOT IN (SELECT seq FROM poisoned) ORDER BY seq", (since,))]
+                self._db.executemany("INSERT INTO pending (seq, payload) SELECT seq, payload FROM sent WHERE seq = ?",
+                                     [(seq,) for seq in seqs])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth += len(seqs)
+            return seqs
 
     def poison(self, seq: int, reason_code: int, reason: str, at: str) -> bool:
         """Move a refused vote from pending to poisoned, keeping it with the reason; False if not pending."""

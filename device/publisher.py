@@ -6,7 +6,10 @@ out in seq order with a bounded number in flight. Only a PUBACK with reason code
 (success) deletes the row. 0x10 "no matching subscribers" means the broker dropped the
 vote because no collector was subscribed (e.g. mosquitto 2.0 does not restore a shared
 subscription after a broker restart): the vote stays pending and the publisher holds off,
-then sends again from the oldest pending vote, with back-off. A reason code >= 0x80
+then sends again from the oldest pending vote, with back-off. After a lost connection
+the votes the broker acknowledged in the last ``REDELIVER_SECONDS`` are sent again: a
+broker that crashed (kill -9, power cut) loses what it acknowledged since its last save
+while no collector was there to take it; the collector dedupes the copies. A reason code >= 0x80
 (e.g. 0x87 not authorised by the broker's ACL) moves it to the poisoned table, where it
 stays, counted in the status and shown on the LEDs. The retained status message is published on connect, on every heartbeat
 and after a config change; the will publishes ``online: false``. Settings from the
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 RESEND_SECONDS = 30.0
 SUCCESS = 0x00
 NO_MATCHING_SUBSCRIBERS = 0x10
+# Longer than the broker's autosave_interval (deploy: 60 s) plus the time to notice its crash.
+REDELIVER_SECONDS = 120.0
 
 
 class Publisher:
@@ -76,6 +81,9 @@ class Publisher:
         self.duplicate_acks = 0
         self.undelivered = 0                      # PUBACKs 0x10 (and other non-success codes < 0x80): kept, sent again
         self.undelivered_retries = 0              # hold-offs after such PUBACKs
+        self.redelivered = 0                      # acknowledged votes sent again after a lost connection
+        self._requeued: set[int] = set()          # their seqs until acknowledged again
+        self._redeliver = False
         self.config_applied: dict = {}
         self.config_rejected: dict = {}
         self.connected = threading.Event()
@@ -177,6 +185,8 @@ class Publisher:
             log.warning("%s: broker refused the connection: %s", self.device, reason_code)
             return
         self.connections += 1
+        # Not on the first connection of this process: a restart is not a lost connection.
+        self._redeliver = self.connections > 1
         self.connected.set()
         self._inflight_since = self.clock.monotonic()
         client.subscribe(self.config_topic, qos=1)
@@ -222,6 +232,9 @@ class Publisher:
                 break
             try:
                 self._dirty = False
+                if self._redeliver:
+                    self._redeliver = False
+                    self._requeue_recent()
                 changed |= self._process_acks()
                 self._fill()
             finally:
@@ -252,8 +265,10 @@ class Publisher:
                 unrouted.append((seq, code, reason))
         if done:
             # One transaction for every ack that arrived together: fewer commits under load.
-            deleted = self.outbox.acknowledge_many(done)
-            self.acked += deleted
+            deleted = self.outbox.acknowledge_many(done, at=self.clock.now().timestamp())
+            again = min(deleted, len(self._requeued.intersection(done)))
+            self._requeued.difference_update(done)
+            self.acked += deleted - again
             self.duplicate_acks += len(done) - deleted
             self._inflight_since = self.clock.monotonic()
             if not unrouted:
@@ -261,6 +276,16 @@ class Publisher:
         if unrouted:
             self._hold_off(unrouted)
         return changed
+
+    def _requeue_recent(self) -> None:
+        seqs = self.outbox.requeue_sent(self.clock.now().timestamp() - REDELIVER_SECONDS)
+        if seqs:
+            self._requeued.update(seqs)
+            self.redelivered += len(seqs)
+            self._sent_upto = min(self._sent_upto, seqs[0] - 1)
+            log.info("%s: connection was lost; sending again %d votes the broker acknowledged in the last %.0f s "
+                     "(seq %d..%d), in case it crashed before saving them", self.device, len(seqs),
+                     REDELIVER_SECONDS, seqs[0], seqs[-1])
 
     def _hold_off(self, unrouted: list) -> None:
         # Keep the votes pending, stop publishing for a while, then start again from the oldest
