@@ -6,7 +6,9 @@
    vote survives a power cut) against ``NORMAL`` (baseline: survives a crash of the
    process only). Median and p99 of ``--presses`` presses each.
 2. ``outbox``: ``Outbox.add`` throughput (one transaction per vote, as the terminal does)
-   and ``acknowledge_many`` in batches of 50 (as the publisher does), FULL against NORMAL.
+   and ``acknowledge_many`` in batches of 50 (as the publisher does), FULL against NORMAL,
+   and FULL without the ``sent`` table (``keep_sent=0``, the outbox before acknowledged
+   votes were kept for a resend after a broker crash).
 3. ``simulate``: ``device.simulate.run_simulation`` in this process through a real
    mosquitto with a ``mosquitto_sub`` QoS 1 subscriber in its own process (a vote counts
    only on PUBACK 0x00, which needs a subscriber): ``--sim-votes`` votes from 50
@@ -83,13 +85,14 @@ def bench_latency(workdir: Path, presses: int) -> None:
 
 
 def bench_outbox(workdir: Path, votes: int) -> None:
-    """Print Outbox.add and acknowledge_many throughput for NORMAL (baseline) and FULL."""
+    """Print Outbox.add and acknowledge_many throughput: NORMAL (baseline), FULL, and FULL without ``sent``."""
     from device.outbox import Outbox
 
-    for mode in ("NORMAL", "FULL"):
-        outbox = Outbox(workdir / f"outbox-{mode.lower()}.db", f"bench-{mode.lower()}", synchronous=mode)
+    for mode, keep in (("NORMAL", 1000), ("FULL", 1000), ("FULL", 0)):
+        name = f"outbox-{mode.lower()}-{keep}"
+        outbox = Outbox(workdir / f"{name}.db", name, synchronous=mode, keep_sent=keep)
         began = time.perf_counter()
-        for i in range(votes):
+        for _ in range(votes):
             outbox.add("satisfied", "2026-11-23T09:30:00.000+08:00", True)
         added = time.perf_counter() - began
         began = time.perf_counter()
@@ -98,8 +101,8 @@ def bench_outbox(workdir: Path, votes: int) -> None:
         acked = time.perf_counter() - began
         assert outbox.depth == 0
         outbox.close()
-        print(f"outbox {mode:<6}: add {votes / added:8,.0f} votes/s ({added / votes * 1000:.2f} ms each), "
-              f"acknowledge_many(50) {votes / acked:9,.0f} votes/s")
+        print(f"outbox {mode:<6} keep_sent={keep:<4}: add {votes / added:8,.0f} votes/s "
+              f"({added / votes * 1000:.2f} ms each), acknowledge_many(50) {votes / acked:9,.0f} votes/s")
 
 
 @contextmanager

@@ -11,7 +11,7 @@ def test_percentile_by_nearest_rank():
 def test_bench_device_runs_with_tiny_sizes(capsys):
     assert main(["--presses", "5", "--outbox-votes", "100", "--sim-votes", "120"]) == 0
     out = capsys.readouterr().out
-    assert "outbox FULL  : add" in out and "outbox NORMAL: add" in out
+    assert "outbox FULL   keep_sent=0   : add" in out and "outbox NORMAL keep_sent=1000: add" in out
     assert out.count("press to confirmation, outbox") == 2
     assert out.count("120 votes, all acknowledged") == 2, out
     assert "peak RSS" in out
