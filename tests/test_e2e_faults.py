@@ -23,8 +23,8 @@ import pytest
 from plugin_collector import ROOT, count_stored, stats_json, wait_until
 
 TERMINALS = 40
-TOTAL_VOTES = 8000
-FIRST_RUN_VOTES = 7000      # more than the first run has time for: it is killed half-way
+TOTAL_VOTES = 10000
+FIRST_RUN_VOTES = 9900      # more than the first run has time for: it is killed half-way
 RATE = 250                  # votes per second of the first run, so the faults hit a live stream
 LOCK_SECONDS = 7.0          # longer than the store's 5 s busy timeout: writes fail and are retried
 
