@@ -39,15 +39,14 @@ def evil_registry(tiny_registry):
 
 
 @pytest.fixture
-def result(tmp_path, evil_registry):
-    store = SQLiteStore(tmp_path / "votes.db")
+def result(vote_store, evil_registry):
+    store = vote_store
     store.write(many("hz-371702001-w01", local(8, 3), {"satisfied": 40, "basic": 5, "unsatisfied": 3})
                 + many("hz-371702100-w01", local(8, 4), {"satisfied": 9}, {FLAG_BURST})
                 + many("hz-371721101-w02", local(9, 1), {"satisfied": 20, "basic": 20, "unsatisfied": 10}))
     scores = pd.DataFrame([("county", "371702", 92.0), ("county", "371721", 90.0)], columns=["level", "code", "score"])
     survey = survey_frame([("township", "371702001", "satisfied", 8), ("county", "371721", "unsatisfied", 6)])
     out = compute_quarter(store, evil_registry, None, Q3, Params(mode="relative"), survey=survey, scores=scores, now=NOW)
-    store.close()
     return out
 
 
@@ -171,12 +170,8 @@ def test_manyi_report_command_computes_publishes_and_rerenders(tmp_path, tiny_re
     assert "lam" in capsys.readouterr().err
 
 
-def test_a_quarter_without_any_votes_or_survey_still_reports(tmp_path, tiny_registry):
-    store = SQLiteStore(tmp_path / "votes.db")
-    try:
-        empty = compute_quarter(store, tiny_registry, None, Q3, now=NOW)
-    finally:
-        store.close()
+def test_a_quarter_without_any_votes_or_survey_still_reports(vote_store, tiny_registry):
+    empty = compute_quarter(vote_store, tiny_registry, None, Q3, now=NOW)
     assert any("没有终端评价数据" in n for n in empty.notes) and any("λ 取 0" in n for n in empty.notes)
     assert (empty.counties["flags"] == "样本不足、无评价数据、无基础分").all()
     for fmt in ("xlsx", "html", "csv"):
