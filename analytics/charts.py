@@ -20,6 +20,8 @@ OSM_ATTRIBUTION = "© OpenStreetMap contributors"
 SCORE_SCALE = [[0.0, "#c0392b"], [0.5, "#f1c40f"], [1.0, "#1e8449"]]
 SCORE_MIN, SCORE_MAX = 60.0, 100.0
 NO_DATA_COLOR = "#d5d8dc"
+FEW_VOTES = 10            # a county with fewer votes is drawn pale: one vote would paint it red or green
+FEW_VOTES_OPACITY = 0.4
 OFFLINE_COLOR = "#6c3483"
 
 
@@ -66,9 +68,11 @@ def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None
             geojson=geojson, locations=scored["code"].astype(str).tolist(), z=scored["score"].round(1).tolist(),
             zmin=SCORE_MIN, zmax=SCORE_MAX, colorscale=SCORE_SCALE, name="满意度",
             marker_line_color="#ffffff", marker_line_width=1,
+            marker_opacity=[FEW_VOTES_OPACITY if int(n) < FEW_VOTES else 1.0 for n in scored["n"]],
             colorbar=dict(title=dict(text="满意度<br>得分（分）", side="top"), thickness=14, len=0.75,
                           tickvals=[60, 70, 80, 90, 100], ticktext=["≤60", "70", "80", "90", "100"]),
-            customdata=[[html.escape(str(r.name)), _fmt(r.score) + " 分", _fmt(100 * r.rate) + "%", int(r.n),
+            customdata=[[html.escape(str(r.name)), _fmt(r.score) + " 分", _fmt(100 * r.rate) + "%",
+                         f"{int(r.n)}（不足 {FEW_VOTES} 次，仅供参考）" if int(r.n) < FEW_VOTES else int(r.n),
                          drill_url("county", r.code)] for r in scored.itertuples()],
             hovertemplate=hover))
     if halls is not None and len(halls):

@@ -120,7 +120,7 @@ def test_county_user_map_links_only_to_own_county(client, auth):
     assert client.get("/drill/county/371721").status_code == 403
 
 
-def test_map_colour_scale_says_points(client, auth):
+def test_map_colour_scale_says_points():
     from analytics.charts import county_map
     import pandas as pd
     from manyi.registry import COUNTIES_GEOJSON
@@ -242,3 +242,19 @@ def test_case_list_and_detail_say_how_long_is_left(client, auth, web_store, cloc
     assert re.search(r'id="case-due">剩 \d+ 天<', detail)
     clock.advance(30 * 86400)
     assert "超期 " in client.get(f"/cases/{case_id}").get_data(as_text=True)
+
+
+def test_map_pales_counties_with_few_votes():
+    import json
+
+    import pandas as pd
+
+    from analytics.charts import FEW_VOTES, FEW_VOTES_OPACITY, county_map
+    from manyi.registry import COUNTIES_GEOJSON
+
+    counties = pd.DataFrame({"code": ["371702", "371721"], "name": ["牡丹区", "曹县"], "n": [FEW_VOTES, 1],
+                             "score": [90.0, 0.0], "rate": [0.95, 0.0]})
+    fig = county_map(counties, json.loads(open(COUNTIES_GEOJSON, encoding="utf-8").read()))
+    trace = fig["data"][0]
+    assert trace["marker"]["opacity"] == [1.0, FEW_VOTES_OPACITY]
+    assert "仅供参考" in str(trace["customdata"][1][3]) and trace["customdata"][0][3] == FEW_VOTES
