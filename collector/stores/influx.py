@@ -34,11 +34,12 @@ import json
 import os
 import threading
 import time as _time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from manyi.exc import ConfigError, StoreError
+from manyi.periods import local_midnight, to_local
 
 from .base import (
     BUCKETS, FLAG_CLOCK_REPLACED, CountRow, DeadLetter, FeedItem, Gap, StoredVote, TerminalStatus, VoteStore,
@@ -208,12 +209,11 @@ def gaps_flux(bucket: str, device: str | None = None) -> str:
 
 
 def _floor_bucket(moment: datetime, bucket: str) -> datetime:
-    from manyi.periods import CHINA_TZ
-
+    # China time is a whole-hour offset: its clock hours are the UTC hours.
+    local = to_local(moment)
     if bucket == "hour":
-        return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0).astimezone(CHINA_TZ)
-    local = moment.astimezone(CHINA_TZ)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+        return local.replace(minute=0, second=0, microsecond=0)
+    return local_midnight(local.date())
 
 
 def settings_from_url(url: str, env=None) -> dict:
