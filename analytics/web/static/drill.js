@@ -11,7 +11,8 @@
     });
     if (empty) { el.textContent = "该时间范围内暂无评价"; el.classList.add("chart-empty"); return; }
     Plotly.newPlot(el, fig.data, fig.layout, {
-      responsive: true, displaylogo: false,
+      responsive: true, displaylogo: false, locale: "zh-CN",
+      showSendToCloud: false, plotlyServerURL: "",   // plotly.js 3 would offer to upload the chart to cloud.plotly.com
       modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"]
     });
   });

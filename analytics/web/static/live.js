@@ -51,7 +51,8 @@
     return fetch("/api/v1/map?period=" + encodeURIComponent(period), { credentials: "same-origin" })
       .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
       .then(function (data) {
-        var config = { displaylogo: false, responsive: true, topojsonURL: "/assets/topojson/",
+        var config = { displaylogo: false, responsive: true, topojsonURL: "/assets/topojson/", locale: "zh-CN",
+                       showSendToCloud: false, plotlyServerURL: "",   // plotly.js 3 would offer to upload to cloud.plotly.com
                        modeBarButtonsToRemove: ["select2d", "lasso2d"] };
         var fig = data.figure;
         var p = drawn ? Plotly.react(mapDiv, fig.data, fig.layout, config)
