@@ -45,6 +45,10 @@ UNIT_COLUMNS = [
     "rate_T", "ci_low", "ci_high",
 ]
 REPORTED_COLUMNS = ["S_T", "B_T", "U_T", "n_T", "excluded_T", "x_T", "rate_T", "ci_low", "ci_high", "flags"]
+# Evaluation rate 评价率 = votes ÷ transactions, where a business system supplies transaction
+# counts (registry transactions.csv). ``tx_votes`` are the votes at windows that have such counts,
+# so a hall with counts for only some windows is not diluted by the others.
+EVALUATION_COLUMNS = ["transactions", "tx_votes", "eval_rate"]
 TRIANGULATION_COLUMNS = [
     "code", "name", "S_T", "B_T", "U_T", "n_T", "rate_T", "x_T", "S_P", "B_P", "U_P", "n_P", "rate_P", "x_P",
     "diff", "chi2", "df", "p_value", "low_expected", "flag",
@@ -272,8 +276,18 @@ def score_reported(units: pd.DataFrame, params: Params) -> pd.DataFrame:
     frame["flags"] = pd.Series(
         [FLAG_SEP.join(p for on, p in ((s, FLAG_SMALL), (z, FLAG_NO_VOTES)) if on) for s, z in zip(small, none)],
         index=frame.index, dtype="str")
-    ids = [c for c in frame.columns if c not in REPORTED_COLUMNS and c not in COUNT_COLUMNS and c != "n_P"]
-    return frame[ids + REPORTED_COLUMNS].reset_index(drop=True)
+    evaluated = "transactions" in frame
+    if evaluated:
+        frame["eval_rate"] = evaluation_rate(frame["tx_votes"], frame["transactions"])
+    ids = [c for c in frame.columns
+           if c not in REPORTED_COLUMNS and c not in COUNT_COLUMNS and c not in EVALUATION_COLUMNS and c != "n_P"]
+    return frame[ids + REPORTED_COLUMNS + (EVALUATION_COLUMNS if evaluated else [])].reset_index(drop=True)
+
+
+def evaluation_rate(votes: pd.Series, transactions: pd.Series) -> pd.Series:
+    """评价率 = votes ÷ transactions; NaN where there are no transaction counts (or zero)."""
+    tx = pd.to_numeric(transactions, errors="coerce").astype(float)
+    return (pd.to_numeric(votes).astype(float) / tx).where(tx > 0)
 
 
 def evaluate(counties: pd.DataFrame, townships: pd.DataFrame, params: Params | None = None, *,

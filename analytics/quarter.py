@@ -246,6 +246,17 @@ def registry_frames(registry) -> dict[str, pd.DataFrame]:
             "windows": windows.sort_values("window_id", ignore_index=True)}
 
 
+def with_transactions(windows: pd.DataFrame, transactions: dict[str, int]) -> pd.DataFrame:
+    """Add the quarter's transaction counts per window (and the votes they cover), when there are any."""
+    if not transactions:
+        return windows
+    windows = windows.copy()
+    windows["transactions"] = windows["window_id"].map(transactions).astype(float)
+    votes = windows["S_T"] + windows["B_T"] + windows["U_T"]
+    windows["tx_votes"] = votes.where(windows["transactions"].notna(), 0).astype(int)
+    return windows
+
+
 def _load_survey(db, quarter):
     try:
         from .survey import survey_counts
@@ -330,7 +341,12 @@ def compute_quarter(store, registry, db: CenterDB | None, quarter: Quarter | str
     t_cols = ["S_T", "B_T", "U_T", "excluded_T"]
 
     windows = _attach(units["windows"], per_window, "window_id", t_cols)
+    windows = with_transactions(windows, registry.transactions_by_window(quarter.start.date(), quarter.end.date()))
     halls = _attach(units["halls"], windows.groupby("hall_id")[t_cols].sum().reset_index(), "hall_id", t_cols)
+    if "transactions" in windows:
+        tx = windows.groupby("hall_id").agg(transactions=("transactions", lambda v: v.sum(min_count=1)),
+                                            tx_votes=("tx_votes", "sum")).reset_index()
+        halls = halls.merge(tx, on="hall_id", how="left")
     town_T = halls.groupby("township_code")[t_cols].sum().reset_index().rename(columns={"township_code": "code"})
     county_T = halls.groupby("county_code")[t_cols].sum().reset_index().rename(columns={"county_code": "code"})
     lost = int(windows[t_cols[:3]].sum().sum() - county_T.loc[county_T["code"].isin(units["counties"]["code"]),
@@ -484,7 +500,8 @@ def recompute_published(db: CenterDB, result_id: int, params: Params | None = No
         return frame[ids].merge(own, on="code", how="left")
     counties_in = units("county", stored.counties, ["code", "name", "kind"] if "kind" in stored.counties else ["code", "name"])
     towns_in = units("township", stored.townships, ["code", "name", "county_code"])
-    keep = lambda f: f.drop(columns=[c for c in ("n_T", "x_T", "rate_T", "ci_low", "ci_high", "flags") if c in f])  # noqa: E731
+    keep = lambda f: f.drop(columns=[c for c in ("n_T", "x_T", "rate_T", "ci_low", "ci_high", "flags", "eval_rate")  # noqa: E731
+                                     if c in f])
     notes = [n for n in stored.notes if "λ 取 0" not in n and "没有终端评价" not in n]
     return _run_model(stored.quarter, params, counties_in, towns_in, keep(stored.halls), keep(stored.windows),
                       notes, dict(stored.input_counts), stored.computed_at, stored.version)

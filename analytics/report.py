@@ -137,7 +137,8 @@ def _reported_columns(frame: pd.DataFrame, lead: list[Column]) -> list[Column]:
         _col(frame, "ci_high", "95%上限", "pct", 8),
         _col(frame, "x_T", "终端得分 x", "score", 9),
         _col(frame, "flags", "标记", "text", 20),
-    ]
+    ] + ([_col(frame, "transactions", "办件量", "int", 9),
+          _col(frame, "eval_rate", "评价率", "pct", 8)] if "transactions" in frame else [])
 
 
 def build_tables(result) -> list[Table]:
