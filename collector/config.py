@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from manyi.exc import ConfigError
+from manyi.settings import parse_broker
 
 DEFAULT_STORE = "sqlite:///var/votes.db"
 MQTT_VERSIONS = ("5", "3.1.1")
@@ -48,11 +49,3 @@ class CollectorSettings:
             raise ConfigError(f"batch_size {self.batch_size} must not exceed receive_maximum {self.receive_maximum}")
 
 
-def parse_broker(text: str) -> tuple[str, int]:
-    """Split ``host:port`` (port 1883 when absent); raise ConfigError when malformed."""
-    host, sep, port = str(text).rpartition(":")
-    if not sep:
-        host, port = text, "1883"
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"broker {text!r} must be HOST:PORT")
-    return host.strip("[]"), int(port)

@@ -42,6 +42,8 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from manyi.clock import SystemClock
 from manyi.exc import ConfigError
+from manyi.registry import DEFAULT_OPENING_HOURS, OpeningHours
+from manyi.settings import parse_broker
 from manyi.protocol import BASIC, CHINA_TZ, SATISFIED, UNSATISFIED, is_valid_device_id
 
 from .config import TerminalSettings
@@ -54,7 +56,9 @@ log = logging.getLogger(__name__)
 
 # Citizens per hour at one window, by hour of day (China time); absent hours are closed.
 ARRIVALS_PER_HOUR = {9: 6.0, 10: 10.0, 11: 8.0, 13: 4.0, 14: 8.0, 15: 9.0, 16: 7.0, 17: 3.0}
-OPEN_SPANS = ((timedelta(hours=9), timedelta(hours=12)), (timedelta(hours=13, minutes=30), timedelta(hours=17, minutes=30)))
+# The sample halls' weekday opening hours (manyi.registry.DEFAULT_OPENING_HOURS) as offsets from midnight.
+OPEN_SPANS = tuple((timedelta(minutes=start), timedelta(minutes=end))
+                   for start, end in OpeningHours.parse(DEFAULT_OPENING_HOURS).days[0])
 REPEAT_PROBABILITY = 0.08
 HOLD_SECONDS = (0.08, 0.6)
 SERVICE_SECONDS = 60.0          # a window serves at most about one citizen a minute
@@ -255,10 +259,7 @@ class Simulation:
                  username: str | None = None, password: str | None = None, start: datetime | None = None,
                  lockout_seconds: float = 3.0, synchronous: str = "NORMAL", timeout: float = 600.0,
                  tls_ca: str | None = None, heartbeat_seconds: float = 60.0, mqtt_version: str = "5"):
-        host, _, port = broker.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"--broker {broker!r} must be HOST:PORT")
-        self.host, self.port = host, int(port)
+        self.host, self.port = parse_broker(broker)
         if devices is None:
             if not terminals or terminals < 1:
                 raise ConfigError("give --terminals N (N >= 1) or --devices FILE")

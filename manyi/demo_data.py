@@ -26,23 +26,18 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
+from device.simulate import pick_rating
+
 from .periods import CHINA_TZ, Quarter
 from .protocol import BASIC, SATISFIED, UNSATISFIED, format_timestamp
+from .registry import DEFAULT_OPENING_HOURS, OpeningHours
 
 SEED = 20261122
 SIMULATED_NOTE = "模拟数据（演示用）"
 SIMULATED_FILE_PREFIX = "模拟数据"
-# Office hours of the sample halls (manyi.registry.DEFAULT_OPENING_HOURS), in minutes after midnight.
-OPEN_SPANS = ((9 * 60, 12 * 60), (13 * 60 + 30, 17 * 60 + 30))
+# Weekday office hours of the sample halls, in minutes after midnight.
+OPEN_SPANS = OpeningHours.parse(DEFAULT_OPENING_HOURS).days[0]
 OPEN_MINUTES = sum(end - start for start, end in OPEN_SPANS)
-
-
-def pick_rating(rng: random.Random, propensity: float) -> str:
-    """Satisfied with probability ``propensity``; the rest 60 % basic, 40 % unsatisfied (as device.simulate)."""
-    u = rng.random()
-    if u < propensity:
-        return SATISFIED
-    return BASIC if u < propensity + (1 - propensity) * 0.6 else UNSATISFIED
 
 
 def propensities(registry, seed: int = SEED) -> dict[str, float]:

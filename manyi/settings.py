@@ -117,6 +117,16 @@ def load(cls: type[T], path: str | Path | None = None, *, section: str | None = 
         raise ConfigError(str(exc)) from None
 
 
+def parse_broker(text: str, default_port: int = 1883) -> tuple[str, int]:
+    """Split a broker address ``host:port`` (``[v6]:port``; port 1883 when absent); ConfigError when malformed."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or "]" in port:
+        host, port = str(text), str(default_port)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"broker {text!r} must be HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
 def is_secret(name: str) -> bool:
     """True for settings whose value must never be printed or logged."""
     return any(word in name.lower() for word in SECRET_WORDS)

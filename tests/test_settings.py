@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from manyi.exc import ConfigError
-from manyi.settings import load, redacted
+from manyi.settings import load, parse_broker, redacted
 
 
 @dataclass
@@ -42,3 +42,19 @@ def test_unknown_keys_and_bad_values_name_the_source(tmp_path):
 def test_secrets_are_redacted():
     assert redacted(Example(password="hunter2"))["password"] == "***"
     assert redacted(Example())["password"] is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("127.0.0.1:1884", ("127.0.0.1", 1884)),
+    ("broker.local", ("broker.local", 1883)),
+    ("[::1]:8883", ("::1", 8883)),
+    ("[::1]", ("::1", 1883)),
+])
+def test_broker_addresses_are_parsed_in_one_place(text, expected):
+    assert parse_broker(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", ":1883", "host:port", "host:70000", "host:0"])
+def test_bad_broker_addresses_are_refused(text):
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        parse_broker(text)
