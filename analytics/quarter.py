@@ -17,8 +17,11 @@ terminal's raw votes of that hour, so attribution is exact.
 
 Published results live in the center database (tables ``quarter_results``,
 ``quarter_tables``, ``quarter_inputs``) with their parameters, per-unit input counts,
-computation time and software version. Publishing the same figures twice returns the
-first id; a parameter change publishes a new result and the old one stays.
+computation time, software version and whether the inputs were sample data (the
+generated registry and simulated votes: ``QuarterResult.sample``, shown as 模拟数据 in
+every report). Publishing the same figures twice returns the first id, also when two
+processes publish them at the same moment; a parameter change publishes a new result and
+the old one stays.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ CREATE TABLE IF NOT EXISTS quarter_results (
     computed_at TEXT NOT NULL,        -- ISO 8601 UTC
     published_at TEXT NOT NULL,
     version TEXT NOT NULL,            -- manyi software version
-    summary TEXT NOT NULL,            -- JSON: mu_T, mu_P, lam, y_ref, notes, input_counts
+    summary TEXT NOT NULL,            -- JSON: mu_T, mu_P, lam, y_ref, notes, input_counts, sample
     UNIQUE (quarter, params, fingerprint)
 );
 CREATE TABLE IF NOT EXISTS quarter_tables (
@@ -104,6 +107,7 @@ class QuarterResult:
     result_id: int | None = None
     published_at: datetime | None = None
     extra: dict = field(default_factory=dict)
+    sample: bool = False     # computed on sample data (Registry.sample): every report says 模拟数据
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The five tables by name."""
@@ -375,10 +379,12 @@ def compute_quarter(store, registry, db: CenterDB | None, quarter: Quarter | str
     info.update(survey_answers=answers, survey_unmatched=unmatched,
                 base_scores=int(len(scores)), terminals=len(set(a.device for a in registry.assignments)))
     computed_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, __version__)
+    return _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, __version__,
+                      sample=bool(getattr(registry, "sample", False)))
 
 
-def _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, version):
+def _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, version, *,
+               sample=False):
     out = evaluate(counties_in.drop(columns=["kind"], errors="ignore"), towns_in, params)
     counties = out.counties
     if "kind" in counties_in:
@@ -388,7 +394,7 @@ def _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, in
         halls=score_reported(halls, params), windows=score_reported(windows, params),
         triangulation=triangulate(counties_in, params), notes=list(notes) + out.notes,
         computed_at=computed_at, version=version, input_counts=info,
-        mu_T=out.mu_T, mu_P=out.mu_P, lam=out.lam, y_ref=out.y_ref,
+        mu_T=out.mu_T, mu_P=out.mu_P, lam=out.lam, y_ref=out.y_ref, sample=sample,
     )
 
 
@@ -417,20 +423,27 @@ def _params_json(params: Params) -> str:
 
 
 def publish(db: CenterDB, result: QuarterResult, *, now: datetime | None = None) -> int:
-    """Store ``result``; return its id. The same quarter, parameters and figures again: the existing id."""
+    """Store ``result``; return its id. The same quarter, parameters and figures again: the existing id.
+
+    The look-up of an identical result and the insert are one write transaction (BEGIN
+    IMMEDIATE), so two processes publishing the same figures at once get the same id.
+    """
     db.ensure(SCHEMA)
     params = _params_json(result.params)
     fingerprint = result.fingerprint()
-    existing = db.query("SELECT id FROM quarter_results WHERE quarter=? AND params=? AND fingerprint=?",
-                        (str(result.quarter), params, fingerprint))
-    if existing:
-        result.result_id = existing[0]["id"]
-        return result.result_id
     published_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     summary = json.dumps({"mu_T": _num(result.mu_T), "mu_P": _num(result.mu_P), "lam": result.lam,
-                          "y_ref": _num(result.y_ref), "notes": result.notes, "input_counts": result.input_counts},
+                          "y_ref": _num(result.y_ref), "notes": result.notes, "input_counts": result.input_counts,
+                          "sample": bool(result.sample)},
                          ensure_ascii=False, sort_keys=True)
     with db.transaction() as conn:
+        existing = conn.execute("SELECT id, published_at FROM quarter_results"
+                                " WHERE quarter=? AND params=? AND fingerprint=?",
+                                (str(result.quarter), params, fingerprint)).fetchone()
+        if existing:
+            result.result_id = existing["id"]
+            result.published_at = datetime.fromisoformat(existing["published_at"])
+            return result.result_id
         cur = conn.execute(
             "INSERT INTO quarter_results (quarter, params, fingerprint, computed_at, published_at, version, summary)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -465,7 +478,8 @@ def published(db: CenterDB, quarter: Quarter | str | None = None) -> list[dict]:
         out.append({"id": row["id"], "quarter": row["quarter"], "params": json.loads(row["params"]),
                     "fingerprint": row["fingerprint"], "computed_at": row["computed_at"],
                     "published_at": row["published_at"], "version": row["version"],
-                    "notes": summary["notes"], "input_counts": summary["input_counts"]})
+                    "notes": summary["notes"], "input_counts": summary["input_counts"],
+                    "sample": bool(summary.get("sample", False))})
     return out
 
 
@@ -485,7 +499,9 @@ def load_published(db: CenterDB, result_id: int) -> QuarterResult:
         notes=summary["notes"], computed_at=datetime.fromisoformat(row["computed_at"]), version=row["version"],
         input_counts=summary["input_counts"], mu_T=nan(summary["mu_T"]), mu_P=nan(summary["mu_P"]),
         lam=summary["lam"], y_ref=nan(summary["y_ref"]), result_id=row["id"],
-        published_at=datetime.fromisoformat(row["published_at"]), **tables)
+        published_at=datetime.fromisoformat(row["published_at"]),
+        sample=bool(summary.get("sample", False)),  # results published before the flag existed: False
+        **tables)
 
 
 def recompute_published(db: CenterDB, result_id: int, params: Params | None = None) -> QuarterResult:
@@ -504,4 +520,4 @@ def recompute_published(db: CenterDB, result_id: int, params: Params | None = No
                                      if c in f])
     notes = [n for n in stored.notes if "λ 取 0" not in n and "没有终端评价" not in n]
     return _run_model(stored.quarter, params, counties_in, towns_in, keep(stored.halls), keep(stored.windows),
-                      notes, dict(stored.input_counts), stored.computed_at, stored.version)
+                      notes, dict(stored.input_counts), stored.computed_at, stored.version, sample=stored.sample)

@@ -15,6 +15,15 @@ the others, units without a corrected score last).
 
 Every text cell of CSV and XLSX that starts with ``= + - @`` (or tab / carriage return)
 is neutralised with a leading apostrophe so that a spreadsheet never runs it as a formula.
+
+Times (计算时间, 发布时间) are shown in China time to the second: ``2026-11-22 11:09:29 (北京时间)``.
+
+A result computed on sample data (``QuarterResult.sample``: the generated Heze registry,
+simulated votes) is labelled 模拟数据 in every format: a banner at the top of the HTML
+page; in XLSX a first sheet 说明 with the warning, the warning as the first row of 参数
+and in the printed page header of every sheet (the tables themselves keep one header row,
+so they stay machine-readable); in CSV a first ``# 模拟数据：…`` row and a blank row
+before the tables.
 """
 
 from __future__ import annotations
@@ -28,10 +37,13 @@ from pathlib import Path
 import pandas as pd
 
 from manyi.exc import ConfigError
+from manyi.periods import to_local
 
 from .importing import csv_bytes, neutralise_cell  # one definition for imports, reports and web tables
 
 FORMATS = ("xlsx", "html", "csv")
+SAMPLE_WARNING = ("模拟数据：本报告基于生成的菏泽示例登记表和模拟评价，仅供演示和测试，"
+                  "不代表真实满意度，不得用于考核。")
 KIND_LABELS = {"district": "区", "county": "县", "zone": "开发区"}
 
 
@@ -198,8 +210,23 @@ _INPUT_LABELS = {
 }
 
 
+def local_time(moment) -> str:
+    """``moment`` in China time to the second: ``2026-11-22 11:09:29 (北京时间)``; "" for None."""
+    if moment is None:
+        return ""
+    return to_local(moment).strftime("%Y-%m-%d %H:%M:%S") + " (北京时间)"
+
+
+def is_sample(result) -> bool:
+    """True when ``result`` was computed on sample data (the report must say 模拟数据)."""
+    return bool(getattr(result, "sample", False))
+
+
 def _parameter_table(result) -> Table:
-    rows: list[tuple[str, object, str]] = [("季度", str(result.quarter), "")]
+    rows: list[tuple[str, object, str]] = []
+    if is_sample(result):
+        rows.append(("数据性质", SAMPLE_WARNING, "sample"))
+    rows.append(("季度", str(result.quarter), ""))
     for key, value in result.params.to_dict().items():
         rows.append((_PARAM_LABELS.get(key, key), value, key))
     rows += [
@@ -207,10 +234,12 @@ def _parameter_table(result) -> Table:
         ("全市终端得分 μ_T", _v(result.mu_T), "mu_T"),
         ("全市电话得分 μ_P", _v(result.mu_P), "mu_P"),
         ("参照值 y_ref", _v(result.y_ref), "y_ref"),
-        ("计算时间 (UTC)", result.computed_at.isoformat(), "computed_at"),
+        ("计算时间", local_time(result.computed_at), "computed_at"),
         ("软件版本", result.version, "version"),
         ("发布编号", result.result_id if result.result_id is not None else "未发布", "result_id"),
     ]
+    if getattr(result, "published_at", None) is not None:
+        rows.append(("发布时间", local_time(result.published_at), "published_at"))
     for key, value in result.input_counts.items():
         rows.append((_INPUT_LABELS.get(key, key), value, key))
     for i, note in enumerate(result.notes, 1):
@@ -247,7 +276,7 @@ def _csv_text(value, kind: str) -> str:
 
 def render_csv(result) -> bytes:
     """All tables in one CSV (UTF-8 with BOM), each after a ``# 表名`` row."""
-    rows: list[list] = []
+    rows: list[list] = [[f"# {SAMPLE_WARNING}"], []] if is_sample(result) else []
     for i, table in enumerate(build_tables(result)):
         if i:
             rows.append([])
@@ -271,6 +300,9 @@ def render_xlsx(result) -> bytes:
     head_font = Font(bold=True)
     head_fill = PatternFill("solid", fgColor="DDE4EE")
     thin = Side(style="thin", color="999999")
+    sample = is_sample(result)
+    if sample:
+        _sample_sheet(book, result)
     for table in build_tables(result):
         sheet = book.create_sheet(table.title)
         for j, column in enumerate(table.columns, 1):
@@ -298,9 +330,34 @@ def render_xlsx(result) -> bytes:
         sheet.page_setup.fitToHeight = 0
         sheet.sheet_properties.pageSetUpPr.fitToPage = True
         sheet.print_title_rows = "1:1"
+        if sample:  # on every printed page, outside the table
+            sheet.oddHeader.center.text = "模拟数据 · 仅供演示和测试，不得用于考核"
+            sheet.oddHeader.center.color = "C00000"
+            if table.title == "参数":  # its first data row is the warning: make it stand out
+                for cell in sheet[2]:
+                    cell.font = Font(bold=True, color="C00000")
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _sample_sheet(book, result) -> None:
+    """The first sheet 说明 of a report on sample data: the warning, in large red type."""
+    from openpyxl.styles import Alignment, Font, PatternFill
+
+    sheet = book.create_sheet("说明")
+    sheet.column_dimensions["A"].width = 100
+    cell = sheet.cell(row=1, column=1, value=SAMPLE_WARNING)
+    cell.font = Font(bold=True, size=14, color="C00000")
+    cell.fill = PatternFill("solid", fgColor="FCF3CF")
+    cell.alignment = Alignment(wrap_text=True, vertical="center")
+    sheet.row_dimensions[1].height = 48
+    q = result.quarter
+    sheet.cell(row=3, column=1, value=f"菏泽市人社服务群众满意度季度报告 {q.year}年第{q.number}季度")
+    sheet.cell(row=4, column=1, value=f"计算时间 {local_time(result.computed_at)}")
+    sheet.cell(row=5, column=1, value="各表见后续工作表：县区、乡镇、服务大厅、窗口、渠道对比、参数。")
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
 
 
 _CSS = """
@@ -319,6 +376,8 @@ tr { page-break-inside: avoid; break-inside: avoid; }
 section { page-break-before: always; break-before: page; }
 section:first-of-type { page-break-before: auto; break-before: auto; }
 ul.notes li { margin-bottom: 2pt; }
+p.sample { border: 1.5pt solid #b7950b; background: #fcf3cf; color: #7d6608; padding: 4pt 6pt; font-weight: bold;
+  -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 @media screen { body { max-width: 297mm; margin: 8mm auto; } }
 """
 
@@ -329,13 +388,24 @@ def render_html(result) -> bytes:
     q = result.quarter
     title = f"菏泽市人社服务群众满意度季度报告 {q.year}年第{q.number}季度"
     mode = "绝对模式 k = y/100" if result.params.mode == "absolute" else "相对模式 k = clip(1 + β(y − y_ref)/y_ref)"
+    published = ""
+    if result.result_id is not None:
+        published = f" · 发布编号 {result.result_id}"
+        if getattr(result, "published_at", None) is not None:
+            published += f"，发布时间 {esc(local_time(result.published_at))}"
+    # A sample report's body has a class, so a caller that inserts its own banner after a bare
+    # "<body>" (the web layer did, before results carried the flag) does not add a second one.
+    body = '<body class="sample">' if is_sample(result) else "<body>"
     parts = [
         "<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head>{body}",
+    ]
+    if is_sample(result):
+        parts.append(f'<p class="sample">{esc(SAMPLE_WARNING)}</p>')
+    parts += [
         f"<h1>{esc(title)}</h1>",
-        f'<p class="meta">季度 {esc(str(q))}（北京时间）· {esc(mode)} · 计算时间 {esc(result.computed_at.isoformat())} · '
-        f"软件版本 {esc(result.version)}"
-        + (f" · 发布编号 {result.result_id}" if result.result_id is not None else " · 未发布") + "</p>",
+        f'<p class="meta">季度 {esc(str(q))}（北京时间）· {esc(mode)} · 计算时间 {esc(local_time(result.computed_at))} · '
+        f"软件版本 {esc(result.version)}" + (published or " · 未发布") + "</p>",
     ]
     if result.notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in result.notes) + "</ul>")
