@@ -371,6 +371,9 @@ th, td { border: 0.5pt solid #999; padding: 1.5pt 3pt; }
 th { background: #dde4ee; font-weight: bold; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.flag { color: #a40000; }
+td.code, td.name { white-space: nowrap; }
+th.long { min-width: 11em; }
+th.short { min-width: 4.5em; }
 thead { display: table-header-group; }
 tr { page-break-inside: avoid; break-inside: avoid; }
 section { page-break-before: always; break-before: page; }
@@ -380,6 +383,17 @@ p.sample { border: 1.5pt solid #b7950b; background: #fcf3cf; color: #7d6608; pad
   -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 @media screen { body { max-width: 297mm; margin: 8mm auto; } }
 """
+
+
+# How the HTML lays out a text column, by header, so that a printed A4 page stays readable:
+# codes, ids and unit names (county, township, window) never wrap ("code", "name"); hall
+# names, the longest ("菏泽经济技术开发区政务服务中心人社窗口"), keep a minimum width and wrap
+# only beyond it ("long"); the flags column keeps "样本不足" on one line ("short").
+_HTML_LAYOUT = {
+    "代码": "code", "大厅编号": "code", "窗口编号": "code", "键": "code",
+    "县区": "name", "乡镇(街道)": "name", "所属县区": "name", "类型": "name", "项目": "name",
+    "窗口": "name", "服务大厅": "long", "标记": "short",
+}
 
 
 def render_html(result) -> bytes:
@@ -411,14 +425,23 @@ def render_html(result) -> bytes:
         parts.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in result.notes) + "</ul>")
     for table in build_tables(result):
         parts.append(f"<section><h2>{esc(table.title)}</h2><table><thead><tr>")
-        parts.append("".join(f"<th>{esc(c.header)}</th>" for c in table.columns))
+        layout = [_HTML_LAYOUT.get(c.header, "") if c.kind == "text" else "" for c in table.columns]
+        parts.append("".join((f'<th class="{how}">' if how in ("long", "short") else "<th>") + f"{esc(c.header)}</th>"
+                             for c, how in zip(table.columns, layout)))
         parts.append("</tr></thead><tbody>")
         for r in range(table.rows):
             cells = []
-            for c in table.columns:
+            for c, how in zip(table.columns, layout):
                 value = c.values[r]
                 numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-                cls = ' class="num"' if numeric else (' class="flag"' if c.header == "标记" and value else "")
+                if numeric:
+                    cls = ' class="num"'
+                elif c.header == "标记" and value:
+                    cls = ' class="flag"'
+                elif how in ("code", "name"):
+                    cls = f' class="{how}"'
+                else:
+                    cls = ""
                 cells.append(f"<td{cls}>{esc(_text(value, c.kind))}</td>")
             parts.append("<tr>" + "".join(cells) + "</tr>")
         parts.append("</tbody></table></section>")

@@ -178,3 +178,12 @@ def test_a_quarter_without_any_votes_or_survey_still_reports(vote_store, tiny_re
     for fmt in ("xlsx", "html", "csv"):
         assert render_report(empty, fmt)
     assert "没有终端评价数据" in render_report(empty, "html").decode()
+
+
+def test_html_keeps_codes_and_names_on_one_line_when_printed(result):
+    page = render_report(result, "html").decode("utf-8")
+    assert "td.code, td.name { white-space: nowrap; }" in page and "th.long { min-width:" in page
+    assert '<td class="code">371702</td><td class="name">牡丹区</td><td class="name">区</td>' in page
+    assert '<th class="long">服务大厅</th>' in page and '<th class="short">标记</th>' in page
+    assert '<td class="code">win-371702001-01</td><td class="name">1号窗口</td>' in page
+    assert '<td class="num">48</td>' in page  # numbers keep their own class
