@@ -125,6 +125,20 @@ class Rig:
         self.publisher.start()
         return self.publisher
 
+    def run_until(self, until, timeout: float = 10.0) -> bool:
+        """Stand in for the terminal's run loop (device/run.py): call ``publisher.tick()`` every
+        20 ms until ``until()`` is true or ``timeout`` real seconds have passed; return ``until()``.
+
+        Without it nothing retries a vote held back after a PUBACK 0x10, as on a real terminal.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if until():
+                return True
+            self.publisher.tick()
+            time.sleep(0.02)
+        return bool(until())
+
     def close(self):
         """Stop the publisher and release pins and outbox."""
         if self.publisher is not None:
