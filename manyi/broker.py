@@ -73,7 +73,78 @@ def hash_password_file(path: Path, users: dict[str, str]) -> None:
 
 
 @dataclass
-class Mosquitto:
+class _ChildBroker:
+    """What every local broker child process shares: a workdir, a port, its process and its log."""
+
+    name: ClassVar[str] = "broker"
+    workdir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        self.workdir = Path(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+
+    @property
+    def log_file(self) -> Path:
+        """The child's log (stdout and stderr)."""
+        return self.workdir / f"{self.name}.log"
+
+    def start(self, timeout: float = 10.0):
+        """Start the broker and wait until it listens; return self."""
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker gracefully (SIGTERM)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """Kill the broker at once (SIGKILL), as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port."""
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return bool(self.process and self.process.poll() is None)
+
+    @property
+    def address(self) -> str:
+        """host:port of the listener."""
+        return f"{self.host}:{self.port}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the broker's log, for error messages."""
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class Mosquitto(_ChildBroker):
     """A mosquitto child process with a config of its own in ``workdir``.
 
     ``users`` (name → password) turns authentication on; ``acl`` is the text of an
@@ -84,21 +155,11 @@ class Mosquitto:
     name: ClassVar[str] = "mosquitto"
     mqtt_version: ClassVar[str] = "5"      # what terminals and collector speak to it
 
-    workdir: Path
-    port: int = 0
-    host: str = "127.0.0.1"
     users: dict[str, str] | None = None
     acl: str | None = None
     extra_config: list[str] = field(default_factory=list)
     max_queued_messages: int = 1_000_000
     config_file: Path | None = None
-    process: subprocess.Popen | None = None
-
-    def __post_init__(self):
-        self.workdir = Path(self.workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if not self.port:
-            self.port = free_port(self.host)
 
     def write_config(self) -> Path:
         """Write mosquitto.conf (and the password and ACL files) and return its path."""
@@ -137,7 +198,7 @@ class Mosquitto:
             raise BrokerError("mosquitto is not installed (Debian package mosquitto)")
         if self.config_file is None:
             self.write_config()
-        log = open(self.workdir / "mosquitto.log", "ab")
+        log = open(self.log_file, "ab")
         self.process = subprocess.Popen([exe, "-c", str(self.config_file)], stdout=log, stderr=log,
                                         start_new_session=True)
         log.close()
@@ -148,52 +209,6 @@ class Mosquitto:
             raise BrokerError(f"mosquitto did not start: {self.log_tail()}") from None
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the broker gracefully (SIGTERM), saving its persistence file."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def kill(self) -> None:
-        """Kill the broker at once (SIGKILL), as a crash would."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def restart(self) -> None:
-        """Stop and start again on the same port with the same persistence."""
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return bool(self.process and self.process.poll() is None)
-
-    @property
-    def address(self) -> str:
-        """host:port of the listener."""
-        return f"{self.host}:{self.port}"
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the broker's log, for error messages."""
-        path = self.workdir / "mosquitto.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    def __enter__(self) -> "Mosquitto":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
 
 def amqtt_available() -> bool:
     """True when the pure-Python amqtt broker can be imported."""
@@ -201,7 +216,7 @@ def amqtt_available() -> bool:
 
 
 @dataclass
-class EmbeddedBroker:
+class EmbeddedBroker(_ChildBroker):
     """amqtt (pure Python, MQTT 3.1.1) as a child process: the demo's broker when mosquitto is missing.
 
     DEMO ONLY: MQTT 3.1.1 (clients use ``mqtt_version = "3.1.1"``), sessions and queued
@@ -213,22 +228,6 @@ class EmbeddedBroker:
 
     name: ClassVar[str] = "amqtt"
     mqtt_version: ClassVar[str] = "3.1.1"
-
-    workdir: Path
-    port: int = 0
-    host: str = "127.0.0.1"
-    process: subprocess.Popen | None = None
-
-    def __post_init__(self):
-        self.workdir = Path(self.workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if not self.port:
-            self.port = free_port(self.host)
-
-    @property
-    def log_file(self) -> Path:
-        """The child's log (stdout and stderr)."""
-        return self.workdir / "amqtt.log"
 
     def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
         """Start ``python -m manyi.embedded_broker`` and wait until it reports that it listens."""
@@ -250,51 +249,6 @@ class EmbeddedBroker:
             time.sleep(0.05)
         self.kill()
         raise BrokerError(f"the embedded broker (amqtt) did not start on {self.address}: {self.log_tail()}")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the broker gracefully (SIGTERM); its sessions are lost (kept in memory only)."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def kill(self) -> None:
-        """Kill the broker at once (SIGKILL), as a crash would."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def restart(self) -> None:
-        """Stop and start again on the same port (with empty sessions)."""
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return bool(self.process and self.process.poll() is None)
-
-    @property
-    def address(self) -> str:
-        """host:port of the listener."""
-        return f"{self.host}:{self.port}"
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the broker's log, for error messages."""
-        if not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-
-    def __enter__(self) -> "EmbeddedBroker":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 BROKER_CHOICES = ("auto", "mosquitto", "embedded")
