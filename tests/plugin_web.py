@@ -12,8 +12,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +146,58 @@ def api_token(app):
 def china(clock, minutes_ago: float = 0) -> datetime:
     """The clock's time minus ``minutes_ago``: a convenient vote time."""
     return clock.now() - timedelta(minutes=minutes_ago)
+
+
+# --- headless Chromium (the browser tests) -------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = "/usr/bin/chromedriver" if os.access("/usr/bin/chromedriver", os.X_OK) else shutil.which("chromedriver")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+NO_BROWSER = "Chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium with a fresh profile and no name resolution except for the app (127.0.0.1)."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(NO_BROWSER)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def browser_wait(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it returns something true; elements replaced meanwhile, or a
+    script that cannot run yet, count as not yet."""
+    from selenium.common.exceptions import JavascriptException, NoSuchElementException, StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (StaleElementReferenceException, NoSuchElementException, JavascriptException):
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def screenshot(driver, name: str) -> None:
+    """Save a screenshot to test-artifacts/NAME.png (gitignored)."""
+    (ARTIFACTS / name).parent.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))

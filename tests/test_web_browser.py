@@ -11,29 +11,23 @@ Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 from manyi.protocol import Vote, format_timestamp
-from plugin_web import DEVICE_A, FAST_HASH, PASSWORD
+from plugin_web import (
+    CHROMEDRIVER, CHROMIUM, DEVICE_A, FAST_HASH, NO_BROWSER, PASSWORD, browser_wait as _wait, screenshot as _shot,
+)
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = "/usr/bin/chromedriver" if os.access("/usr/bin/chromedriver", os.X_OK) else shutil.which("chromedriver")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
 if not (CHROMIUM and CHROMEDRIVER):
-    pytest.skip("Chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+    pytest.skip(NO_BROWSER, allow_module_level=True)
 
 
 def _publish(port: int, vote: Vote) -> None:
@@ -51,22 +45,6 @@ def _publish(port: int, vote: Vote) -> None:
 
 def _vote(seq: int, rating: str) -> Vote:
     return Vote(DEVICE_A, seq, rating, format_timestamp(datetime.now(timezone.utc)), True)
-
-
-def _wait(predicate, timeout: float, what: str):
-    """Poll ``predicate`` until it returns something true; elements replaced meanwhile count as not yet."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (StaleElementReferenceException, NoSuchElementException):
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -109,33 +87,6 @@ def chain(tmp_path, broker, heze):
         except subprocess.TimeoutExpired:
             collector.kill()
         resources(app).close()
-
-
-@pytest.fixture
-def browser(tmp_path):
-    """Headless Chromium with a fresh profile and no name resolution except for the app (127.0.0.1)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _shot(driver, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
 def test_live_map_shows_a_vote_from_the_broker_without_reload(chain, browser):

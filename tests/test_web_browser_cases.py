@@ -2,7 +2,7 @@
 open to closed, sees an alert appear on the alert page without a reload, and the drill-down
 charts drawn by the app's own plotly. Screenshots go to test-artifacts/.
 
-The browser fixture and helpers are D1's (tests/test_web_browser.py); votes are written
+The browser fixture and helpers are in tests/plugin_web.py; votes are written
 straight into the SQLite store here (the broker → collector path is D1's test).
 """
 
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from plugin_web import DEVICE_A, DEVICE_B, FAST_HASH, PASSWORD, write_votes
-from test_web_browser import _shot, _wait, browser  # noqa: F401  (browser is a fixture)
+from plugin_web import browser_wait as _wait, screenshot as _shot
 
 pytestmark = pytest.mark.browser
 

@@ -6,39 +6,19 @@ votes are written to the store, as the collector would)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
-import time
 from datetime import timedelta
 
 import pytest
 
-from plugin_web import DEVICE_A, FAST_HASH, PASSWORD, write_votes
+from plugin_web import (
+    CHROMEDRIVER, CHROMIUM, DEVICE_A, FAST_HASH, NO_BROWSER, PASSWORD, browser_wait as _wait, write_votes,
+)
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = "/usr/bin/chromedriver" if os.access("/usr/bin/chromedriver", os.X_OK) else shutil.which("chromedriver")
-
 if not (CHROMIUM and CHROMEDRIVER):
-    pytest.skip("Chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)",
-                allow_module_level=True)
-
-
-def _wait(predicate, timeout: float, what: str):
-    from selenium.common.exceptions import JavascriptException, NoSuchElementException, StaleElementReferenceException
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (StaleElementReferenceException, NoSuchElementException, JavascriptException):
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    pytest.skip(NO_BROWSER, allow_module_level=True)
 
 
 @pytest.fixture
@@ -64,24 +44,6 @@ def served(tmp_path, heze, clock):
         resources(app).close()
 
 
-@pytest.fixture
-def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_live_map_banner_toolbar_click_and_ticker(served, browser):
