@@ -127,23 +127,31 @@ def manyi_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "manyi", *args]
 
 
-def wait_for_text(path: Path, text: str, child: Child, timeout: float, offset: int = 0) -> None:
-    """Wait until ``text`` appears in the log after ``offset``; raise if the child died or time ran out."""
+def wait_for_child(child: Child, ready, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll ``ready()`` until true; raise ManyiError (with the child's log) if it dies or time runs out."""
     from .exc import ManyiError
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if ready():
+            return
+        if not child.alive:
+            raise ManyiError(f"{child.name} exited during start-up; its log {child.log} ends with:\n{child.tail()}")
+        time.sleep(interval)
+    raise ManyiError(f"{what} within {timeout:.0f} s; see {child.log}:\n{child.tail()}")
+
+
+def wait_for_text(path: Path, text: str, child: Child, timeout: float, offset: int = 0) -> None:
+    """Wait until ``text`` appears in the log after ``offset``; raise if the child died or time ran out."""
+    def logged() -> bool:
         try:
             with path.open("rb") as handle:
                 handle.seek(offset)
-                if text.encode() in handle.read():
-                    return
+                return text.encode() in handle.read()
         except FileNotFoundError:
-            pass
-        if not child.alive:
-            raise ManyiError(f"{child.name} exited during start-up; its log {child.log} ends with:\n{child.tail()}")
-        time.sleep(0.1)
-    raise ManyiError(f"{child.name} did not report {text!r} within {timeout:.0f} s; see {child.log}:\n{child.tail()}")
+            return False
+
+    wait_for_child(child, logged, timeout, f"{child.name} did not report {text!r}")
 
 
 def wait_for_http(url: str, child: Child, timeout: float) -> None:
@@ -151,21 +159,16 @@ def wait_for_http(url: str, child: Child, timeout: float) -> None:
     import urllib.error
     import urllib.request
 
-    from .exc import ManyiError
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         try:
             urllib.request.urlopen(url, timeout=2).close()
-            return
         except urllib.error.HTTPError:
-            return
+            return True
         except OSError:
-            pass
-        if not child.alive:
-            raise ManyiError(f"{child.name} exited during start-up; its log {child.log} ends with:\n{child.tail()}")
-        time.sleep(0.2)
-    raise ManyiError(f"{url} did not answer within {timeout:.0f} s; see {child.log}:\n{child.tail()}")
+            return False
+        return True
+
+    wait_for_child(child, answers, timeout, f"{url} did not answer", interval=0.2)
 
 
 def admin_password(workdir: Path, db: Path, log: Path) -> str:
