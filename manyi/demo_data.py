@@ -161,40 +161,38 @@ def _fake_phone(rng: random.Random) -> str:
 
 
 def survey_csv(registry, props: dict[str, float], quarter: Quarter, *, seed: int = SEED,
-               per_township: int = 36, per_county: int = 40, until: datetime | None = None) -> bytes:
+               calls: int = 100, county_only: float = 0.15, until: datetime | None = None) -> bytes:
     """A simulated 12333 phone survey of ``quarter`` as CSV (UTF-8), in the survey import's format.
 
-    Phone answers follow each township's mean terminal propensity a little lower (people
-    are more critical on the phone); some answers are 不了解 (excluded from the sample).
-    Call dates fall in the quarter, before ``until`` when given.
+    As in Heze (seed 003): at the end of each quarter the hotline phones ``calls`` (100)
+    random citizens across the whole city, so most townships get no phone answer at all and
+    the model's shrinkage toward the city mean matters. A citizen is drawn where the
+    terminals are (one chance per window); a share ``county_only`` of answers names only the
+    county. Answers follow the window's propensity a little lower (people are more critical
+    on the phone); some are 不了解 (excluded from the sample). Calls fall in the quarter's
+    last three weeks, before ``until`` when given.
     """
     rng = random.Random(f"{seed}:survey:{quarter}")
     first = quarter.start.astimezone(CHINA_TZ).date()
     last = ((until or quarter.end) - timedelta(seconds=1)).astimezone(CHINA_TZ).date()
-    days = list(office_days(first, last + timedelta(days=1))) or [first]
-    by_unit: dict[tuple[str, str], list[float]] = {}
-    for device, value in props.items():
-        location = registry.current_location(device)
-        if location is None:
-            continue
-        by_unit.setdefault(("county", location.county_code), []).append(value)
-        if location.township_code:
-            by_unit.setdefault(("township", location.township_code), []).append(value)
+    days = list(office_days(max(first, last - timedelta(days=20)), last + timedelta(days=1))) or [last]
+    located = [(location, props[device]) for device in sorted(props)
+               if (location := registry.current_location(device)) is not None]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["日期", "手机号", "单位代码", "评价", "备注"])
-    for (level, code), values in sorted(by_unit.items()):
-        mean = sum(values) / len(values) - 0.03 + rng.gauss(0, 0.03)
-        n = per_township if level == "township" else per_county
-        for _ in range(max(1, round(rng.gauss(n, n ** 0.5)))):
-            if rng.random() < 0.05:
-                answer = "不了解"
-            else:
-                rating = pick_rating(rng, min(0.98, max(0.2, mean)))
-                answer = {SATISFIED: rng.choice(("满意", "非常满意")), BASIC: "基本满意", UNSATISFIED: "不满意"}[rating]
-            day = rng.choice(days)
-            writer.writerow([f"{day.isoformat()} {rng.randint(9, 17):02d}:{rng.randint(0, 59):02d}",
-                             _fake_phone(rng), code, answer, SIMULATED_NOTE])
+    for _ in range(calls if located else 0):
+        location, propensity = rng.choice(located)
+        code = location.township_code if location.township_code and rng.random() >= county_only \
+            else location.county_code
+        if rng.random() < 0.05:
+            answer = "不了解"
+        else:
+            rating = pick_rating(rng, min(0.98, max(0.2, propensity - 0.03)))
+            answer = {SATISFIED: rng.choice(("满意", "非常满意")), BASIC: "基本满意", UNSATISFIED: "不满意"}[rating]
+        day = rng.choice(days)
+        writer.writerow([f"{day.isoformat()} {rng.randint(9, 17):02d}:{rng.randint(0, 59):02d}",
+                         _fake_phone(rng), code, answer, SIMULATED_NOTE])
     return out.getvalue().encode("utf-8")
 
 

@@ -74,7 +74,8 @@ def test_simulated_survey_and_scores_import_cleanly(tmp_path, registry, props):
     try:
         reports = demo_data.seed_center(db, registry, props, [quarter], now=datetime(2026, 11, 22, tzinfo=CHINA_TZ))
         survey, scores = reports
-        assert survey.rejected == [] and survey.imported > 167 * 20
+        # Heze phones 100 random citizens a quarter across the whole city (seed 003).
+        assert survey.rejected == [] and survey.rows_read == survey.imported == 100
         assert survey.filename.startswith("模拟数据")
         assert scores.rejected == [] and scores.imported == len(registry.counties) + len(registry.townships)
         counts = survey_counts(db, quarter)
@@ -90,7 +91,8 @@ def test_survey_of_the_current_quarter_stays_before_now(registry, props):
     quarter = Quarter(2026, 4)
     text = demo_data.survey_csv(registry, props, quarter, until=datetime(2026, 11, 22, 10, tzinfo=CHINA_TZ)).decode()
     dates = [line.split(",")[0][:10] for line in text.splitlines()[1:]]
-    assert min(dates) >= "2026-10-01" and max(dates) <= "2026-11-22"
+    assert len(dates) == 100
+    assert min(dates) >= "2026-11-02" and max(dates) <= "2026-11-22"   # the last three weeks before now
 
 
 def test_history_quarters_end_with_the_current_one():
