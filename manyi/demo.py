@@ -10,8 +10,9 @@ account whose random password is kept in ``WORKDIR/admin-password.txt``.
 
 On the first run the workdir is seeded with SIMULATED history (manyi.demo_data, fixed
 seed): past quarters of votes written through the store interface, a 12333 survey and
-composite scores imported through the control center's imports, and each simulated
-terminal's outbox seq set after its history, so live votes continue the same seqs.
+composite scores imported through the control center's imports, a simulated follow-up
+history of the last 30 days' 不满意督办 cases (manyi.demo_data.seed_followup), and each
+simulated terminal's outbox seq set after its history, so live votes continue the same seqs.
 Running again continues the same city (nothing is seeded twice). Ctrl-C (SIGINT) or
 SIGTERM stops the simulator, the center, the collector and the broker in that order:
 SIGTERM to each process group, then SIGKILL after a grace period.
@@ -209,6 +210,7 @@ def set_outbox_seqs(directory: Path, last_seq: dict[str, int]) -> None:
 
 def seed(workdir: Path, registry, props: dict[str, float], args, say) -> dict:
     """Seed a fresh workdir with simulated history; return what the marker file records."""
+    from dataclasses import asdict
     from datetime import datetime, timezone
 
     from analytics.db import CenterDB
@@ -232,15 +234,18 @@ def seed(workdir: Path, registry, props: dict[str, float], args, say) -> dict:
         reports = demo_data.seed_center(db, registry, props, quarters, now=now)
         with open_store(f"sqlite:///{workdir / 'votes.db'}") as store:
             published = demo_data.publish_past_quarters(store, registry, db, quarters, now=now)
+            followup = demo_data.seed_followup(store, db, registry, now)
     finally:
         db.close()
     info = {
         "simulated": True, "note": demo_data.SIMULATED_NOTE, "seed": demo_data.SEED, "seeded_at": now.isoformat(),
         "quarters": [str(q) for q in quarters], "votes": votes.votes, "burst_votes": votes.burst_votes,
         "terminals": len(votes.last_seq), "imports": [r.summary() for r in reports], "published_results": published,
+        "followup": asdict(followup),
     }
     say(f"seeded {votes.votes} simulated votes of {len(votes.last_seq)} terminals, "
-        f"{len(reports)} imports, {len(published)} published quarters, in {time.monotonic() - started:.1f} s")
+        f"{len(reports)} imports, {len(published)} published quarters, {followup.summary()} "
+        f"(simulated follow-up), in {time.monotonic() - started:.1f} s")
     return info
 
 

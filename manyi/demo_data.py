@@ -10,6 +10,10 @@ carry :data:`SIMULATED_NOTE` in their 备注 column, the import file names start
 * :func:`seed_votes` writes office-day votes of a time range straight into the vote
   store through its interface (``store.write`` in batches), seq 1.. per terminal, and
   returns each terminal's last seq so the live simulator continues after it.
+* :func:`seed_followup` gives the seeded 不满意督办 cases a simulated follow-up history
+  through the real analytics.followup actions (assign, note, 回访, close), done by
+  :data:`SIMULATED_ACTOR`, so the case page looks like a working control center: old
+  cases mostly closed, a few closed late, a handful still overdue, recent ones open.
 * :func:`survey_csv` and :func:`scores_csv` make files in the formats the control
   center imports (analytics.survey / analytics.scores), so the demo goes through the
   real import code.
@@ -35,6 +39,11 @@ from .registry import DEFAULT_OPENING_HOURS, OpeningHours
 SEED = 20261122
 SIMULATED_NOTE = "模拟数据（演示用）"
 SIMULATED_FILE_PREFIX = "模拟数据"
+# Author of every simulated case action; notes, 回访 notes and close reasons start with it too.
+SIMULATED_ACTOR = SIMULATED_NOTE
+SIMULATED_TEXT_PREFIX = "模拟数据："
+# Simulated follow-up staff (not real people): the case page shows them as 承办人.
+SIMULATED_STAFF = tuple(f"{name}（模拟）" for name in ("王敏", "李强", "张丽", "刘洋", "陈静", "赵磊", "孙婷", "周杰"))
 # Weekday office hours of the sample halls, in minutes after midnight.
 OPEN_SPANS = OpeningHours.parse(DEFAULT_OPENING_HOURS).days[0]
 OPEN_MINUTES = sum(end - start for start, end in OPEN_SPANS)
@@ -244,3 +253,139 @@ def publish_past_quarters(store, registry, db, quarters: list[Quarter], *, now: 
             ids.append(publish(db, compute_quarter(store, registry, db, quarter, now=now), now=now))
     return ids
 
+
+
+# --- simulated follow-up history ------------------------------------------------------------
+
+def office_time(moment: datetime) -> datetime:
+    """``moment`` when it falls in weekday office hours, else the next opening (China time)."""
+    local = moment.astimezone(CHINA_TZ)
+    day = local.date()
+    while True:
+        if day.weekday() < 5:
+            midnight = datetime.combine(day, time(), CHINA_TZ)
+            for begin, finish in OPEN_SPANS:
+                if local < midnight + timedelta(minutes=finish):
+                    return max(local, midnight + timedelta(minutes=begin))
+        day += timedelta(days=1)
+        local = datetime.combine(day, time(), CHINA_TZ)
+
+
+_CALLBACKS = (("满意", 0.55), ("基本满意", 0.29), ("不满意", 0.11), ("未接通", 0.05))
+_NOTES = ("已调取窗口录像，核实办理经过", "已约谈当班工作人员，要求改进服务态度", "已电话联系群众，了解不满意原因",
+          "群众反映等候时间长，已协调增开窗口", "群众反映材料要求不清楚，已补充一次性告知单")
+_CALLBACK_NOTES = {"满意": ("问题已解决，群众表示满意", "已重新办理完毕，群众认可"),
+                   "基本满意": ("已解释政策，群众基本认可", "业务已办结，群众对等候时间仍有意见"),
+                   "不满意": ("群众对政策规定仍有意见", "群众认为办理时限过长"),
+                   "未接通": ("三次拨打均未接通", "电话无人接听")}
+_CLOSE_REASONS = {"满意": "问题已整改，回访满意", "基本满意": "已解释说明，回访基本满意",
+                  "不满意": "已按政策答复，回访仍不满意，转窗口负责人持续跟踪", "未接通": "已核实整改，多次回访未接通"}
+
+
+@dataclass
+class FollowupSeeding:
+    """What :func:`seed_followup` did and the case states it left at ``now``."""
+
+    cases: int = 0
+    acted: int = 0            # cases given simulated actions by this call
+    closed: int = 0
+    closed_late: int = 0      # closed after their deadline
+    open_recent: int = 0      # open, not overdue (the last working days)
+    open_overdue: int = 0     # still open past their deadline
+
+    def summary(self) -> str:
+        """One line for the demo's console."""
+        return (f"{self.cases} follow-up cases: {self.closed} closed ({self.closed_late} late), "
+                f"{self.open_overdue} overdue, {self.open_recent} open")
+
+
+def _pick(rng: random.Random, weighted) -> str:
+    x = rng.random()
+    for value, weight in weighted:
+        x -= weight
+        if x < 0:
+            return value
+    return weighted[-1][0]
+
+
+def _simulate_case(db, case: dict, now: datetime, rng: random.Random, late_share: float, stuck_share: float) -> bool:
+    """Apply one case's simulated history through the real followup actions, stopping at ``now``; False if none."""
+    from analytics import followup as fu
+
+    by, text = SIMULATED_ACTOR, SIMULATED_TEXT_PREFIX
+    deadline = datetime.fromisoformat(case["deadline"])
+    fate = rng.random()
+    stuck, late = fate < stuck_share, stuck_share <= fate < stuck_share + late_share
+    at = office_time(datetime.fromisoformat(case["last_vote_at"]) + timedelta(minutes=rng.uniform(5, 120)))
+    if at >= now or (stuck and rng.random() < 0.3):
+        return False                                    # nobody picked it up
+    fu.assign_case(db, case["id"], rng.choice(SIMULATED_STAFF), by, at)
+    if stuck:
+        return True                                     # assigned, then forgotten: stays overdue
+    if rng.random() < 0.5:
+        at = office_time(at + timedelta(minutes=rng.uniform(20, 240)))
+        if at >= now:
+            return True
+        fu.add_note(db, case["id"], text + rng.choice(_NOTES), by, at)
+    if late:
+        at = office_time(deadline + timedelta(hours=rng.uniform(2, 60)))
+    else:
+        at = office_time(at + timedelta(hours=rng.uniform(1, 22)))
+    if at >= now:
+        return True
+    result = _pick(rng, _CALLBACKS)
+    fu.record_callback(db, case["id"], result, text + rng.choice(_CALLBACK_NOTES[result]), by, at)
+    at = office_time(at + timedelta(minutes=rng.uniform(5, 90)))
+    if at >= now:
+        return True
+    fu.close_case(db, case["id"], text + _CLOSE_REASONS[result], by, at)
+    return True
+
+
+def seed_followup(store, db, registry, now: datetime, *, seed: int = SEED, recent_days: int = 2,
+                  late_share: float = 0.08, stuck_share: float = 0.04) -> FollowupSeeding:
+    """Open the cases of the seeded votes and give the older ones a simulated follow-up history.
+
+    Every unsatisfied vote of the follow-up backfill window is attached with
+    ``attach_vote`` at the moment it arrived (so cases were opened when their votes
+    came in), then ``sync_cases`` sets the live feed cursor. A case whose first vote is
+    more than ``recent_days`` working days before ``now`` is assigned to a
+    :data:`SIMULATED_STAFF` member, maybe annotated, called back (mostly 满意/基本满意)
+    and closed, all by :data:`SIMULATED_ACTOR` at office-hour times before its deadline;
+    a share ``late_share`` is called back and closed after the deadline and a share
+    ``stuck_share`` is left open (overdue). Only untouched cases (open, without notes) are
+    acted on, and each case's draws come from its own seeded generator, so calling it
+    again with the same ``now`` changes nothing and the same seed gives the same states.
+    The audit log is not written: it records what real users did.
+    """
+    from analytics import followup as fu
+    from collector.stores import FLAG_TEST
+
+    fu.ensure(db)
+    settings, cal = fu.get_settings(db), fu.calendar(db)
+    start = now - timedelta(days=settings["backfill_days"])
+    for vote in store.votes(start, now + timedelta(minutes=10), ratings=[UNSATISFIED]):
+        if FLAG_TEST not in vote.flags:
+            arrived = min(now, max(vote.time, vote.received_at or vote.time))
+            fu.attach_vote(db, registry, vote.device, vote.seq, vote.time, arrived, settings, cal)
+    fu.sync_cases(store, db, registry, now)
+    holidays, workdays = cal
+    today = now.astimezone(CHINA_TZ).date()
+    result = FollowupSeeding()
+    for case in sorted(fu.list_cases(db, now, limit=1_000_000), key=lambda c: c["id"]):
+        first_day = datetime.fromisoformat(case["first_vote_at"]).astimezone(CHINA_TZ).date()
+        if case["status"] != fu.STATUS_OPEN or fu.working_days_between(first_day, today, holidays, workdays) \
+                <= recent_days or fu.get_case(db, case["id"], now)["notes"]:
+            continue
+        rng = random.Random(f"{seed}:case:{case['device']}:{case['first_vote_at']}")
+        result.acted += _simulate_case(db, case, now, rng, late_share, stuck_share)
+    for case in fu.list_cases(db, now, limit=1_000_000):
+        result.cases += 1
+        if case["status"] == fu.STATUS_CLOSED:
+            result.closed += 1
+            result.closed_late += datetime.fromisoformat(case["closed_at"]) > datetime.fromisoformat(case["deadline"])
+        elif case["overdue"]:
+            result.open_overdue += 1
+        else:
+            result.open_recent += 1
+    return result
