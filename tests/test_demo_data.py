@@ -115,3 +115,112 @@ def test_finished_quarters_are_published(tmp_path, registry, props):
         assert [r["quarter"] for r in published(db)] == ["2026Q3"]
     finally:
         db.close()
+
+
+# --- simulated follow-up history -------------------------------------------------------------
+
+FOLLOWUP_NOW = datetime(2026, 11, 20, 15, tzinfo=CHINA_TZ)   # a Friday afternoon
+
+
+def _seeded_followup(tmp_path, registry, props, name="a"):
+    """Votes of 30 terminals over six weeks up to today's midnight, then seed_followup; (result, db, cases)."""
+    from analytics import followup as fu
+    from manyi.periods import local_midnight
+
+    few = dict(sorted(props.items())[:30])
+    db = CenterDB(tmp_path / f"center-{name}.db")
+    with open_store(f"sqlite:///{tmp_path / f'votes-{name}.db'}") as store:
+        demo_data.seed_votes(store, few, FOLLOWUP_NOW - timedelta(days=42),
+                             local_midnight(FOLLOWUP_NOW.date()), votes_per_day=4.0)
+        result = demo_data.seed_followup(store, db, registry, FOLLOWUP_NOW)
+        again = demo_data.seed_followup(store, db, registry, FOLLOWUP_NOW)
+        synced = fu.sync_cases(store, db, registry, FOLLOWUP_NOW)
+    cases = [fu.get_case(db, c["id"], FOLLOWUP_NOW) for c in fu.list_cases(db, FOLLOWUP_NOW, limit=100000)]
+    return result, again, synced, db, cases
+
+
+def _state(cases):
+    return [(c["device"], c["first_vote_at"], c["status"], c["assignee"], c["callback_result"], c["closed_at"],
+             c["close_reason"], [(n["kind"], n["text"], n["created_at"]) for n in c["notes"]]) for c in cases]
+
+
+def test_seeded_cases_have_a_simulated_follow_up_history(tmp_path, registry, props):
+    from analytics import followup as fu
+
+    result, again, synced, db, cases = _seeded_followup(tmp_path, registry, props)
+    try:
+        assert result.cases == len(cases) > 40
+        holidays, workdays = fu.calendar(db)
+        today = FOLLOWUP_NOW.date()
+
+        def age(case):
+            return fu.working_days_between(datetime.fromisoformat(case["first_vote_at"]).astimezone(CHINA_TZ).date(),
+                                           today, holidays, workdays)
+
+        recent = [c for c in cases if age(c) <= 2]
+        old = [c for c in cases if age(c) > 2]
+        assert recent and old
+        # Recent cases (this and the last two working days) are untouched and not yet overdue.
+        assert all(c["status"] == fu.STATUS_OPEN and not c["notes"] and not c["overdue"] for c in recent)
+        # Most old cases were called back and closed, mostly before their deadline.
+        closed = [c for c in old if c["status"] == fu.STATUS_CLOSED]
+        assert len(closed) >= 0.8 * len(old)
+        assert all(c["callback_result"] in fu.CALLBACK_RESULTS and c["closed_at"] for c in closed)
+        results = [c["callback_result"] for c in closed]
+        assert results.count("满意") + results.count("基本满意") > 0.7 * len(results)
+        assert "不满意" in results
+        late = [c for c in closed if datetime.fromisoformat(c["closed_at"]) > datetime.fromisoformat(c["deadline"])]
+        assert 0 < len(late) < 0.25 * len(closed) and len(late) == result.closed_late
+        # A handful are still open past their deadline.
+        overdue = [c for c in cases if c["overdue"]]
+        assert 0 < len(overdue) < 0.15 * len(cases) and len(overdue) == result.open_overdue
+        assert result.closed == len([c for c in cases if c["status"] == fu.STATUS_CLOSED])
+        for case in old:
+            times = [n["created_at"] for n in case["notes"]]
+            # Actions in order, after the votes, before now, in office hours.
+            assert times == sorted(times)
+            assert all(case["last_vote_at"] < t < FOLLOWUP_NOW.isoformat() for t in times)
+            for t in times:
+                local = datetime.fromisoformat(t).astimezone(CHINA_TZ)
+                assert local.weekday() < 5 and demo_data.office_time(local) == local
+            # Every simulated action is marked simulated.
+            for note in case["notes"]:
+                assert note["author"] == demo_data.SIMULATED_ACTOR and "模拟数据" in note["author"]
+                assert note["kind"] == "assign" or "模拟数据" in note["text"]
+            if case["assignee"]:
+                assert case["assignee"] in demo_data.SIMULATED_STAFF and "模拟" in case["assignee"]
+            if case["status"] == fu.STATUS_CLOSED:
+                assert case["close_reason"].startswith(demo_data.SIMULATED_TEXT_PREFIX)
+                assert case["closed_by"] == demo_data.SIMULATED_ACTOR
+                assert case["callback_note"].startswith(demo_data.SIMULATED_TEXT_PREFIX)
+        # Cases were opened when their votes arrived, not at seeding time.
+        assert all(c["opened_at"] < FOLLOWUP_NOW.isoformat() and c["opened_at"] >= c["first_vote_at"] for c in old)
+        # Seeding again changes nothing; the live sync afterwards finds nothing new.
+        assert again.acted == 0 and (again.cases, again.closed, again.open_overdue) == \
+               (result.cases, result.closed, result.open_overdue)
+        assert synced.opened == synced.joined == 0
+        # The audit log is left to real users.
+        from analytics.web.auth import audit_entries
+        assert audit_entries(db) == []
+    finally:
+        db.close()
+
+
+def test_same_seed_gives_the_same_case_states(tmp_path, registry, props):
+    first, _, _, db_a, cases_a = _seeded_followup(tmp_path, registry, props, "a")
+    second, _, _, db_b, cases_b = _seeded_followup(tmp_path, registry, props, "b")
+    try:
+        assert first == second
+        assert _state(cases_a) == _state(cases_b)
+    finally:
+        db_a.close()
+        db_b.close()
+
+
+def test_office_time_moves_to_the_next_opening():
+    friday_evening = datetime(2026, 11, 20, 18, tzinfo=CHINA_TZ)
+    assert demo_data.office_time(friday_evening) == datetime(2026, 11, 23, 9, tzinfo=CHINA_TZ)
+    lunch = datetime(2026, 11, 19, 12, 30, tzinfo=CHINA_TZ)
+    assert demo_data.office_time(lunch) == datetime(2026, 11, 19, 13, 30, tzinfo=CHINA_TZ)
+    inside = datetime(2026, 11, 19, 10, 15, tzinfo=CHINA_TZ)
+    assert demo_data.office_time(inside) == inside
