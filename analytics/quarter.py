@@ -15,6 +15,14 @@ lies wholly inside one assignment, an hour bucket of a moved terminal is attribu
 its start, and an hour that contains a move not on the hour is replaced by that
 terminal's raw votes of that hour, so attribution is exact.
 
+Staff (人员): when the registry has a duty roster, every attributed count row is also
+attributed to the staff member on duty at its window at the row's time (a merge on the
+window and an interval filter, like the assignment join). A window whose roster changes
+inside the quarter at a time that is not China midnight (intraday shifts) has its
+terminals read in hour buckets, like moved terminals; a shift that changes inside an hour
+is attributed at the hour (the hour's votes go to whoever was on duty at its start).
+Votes at a window with nobody on duty are counted as 未排班 in a note, not attributed.
+
 Published results live in the center database (tables ``quarter_results``,
 ``quarter_tables``, ``quarter_inputs``) with their parameters, per-unit input counts,
 computation time, software version and whether the inputs were sample data (the
@@ -40,7 +48,7 @@ from manyi.exc import ManyiError
 from manyi.periods import Quarter
 
 from .db import CenterDB
-from .model import Params, evaluate, score_reported, triangulate
+from .model import REPORTED_COLUMNS, Params, evaluate, score_reported, triangulate
 
 RATING_COLUMNS = {"satisfied": "S", "basic": "B", "unsatisfied": "U"}
 # Survey answers may arrive as protocol ratings or as the Chinese five-level labels.
@@ -49,6 +57,12 @@ SURVEY_RATINGS = {
     "非常满意": "S", "满意": "S", "基本满意": "B", "不满意": "U", "非常不满意": "U",
 }
 TABLES = ("counties", "townships", "halls", "windows", "triangulation")
+# The staff table (人员) is stored and fingerprinted only when it has rows, so a result
+# without a roster keeps the fingerprint and the stored tables it had before staff existed.
+STAFF_TABLE = "staff"
+STAFF_IDS = ["staff_id", "name", "windows", "window_id", "hall_id", "hall_name", "township_code", "county_code"]
+STAFF_COLUMNS = STAFF_IDS + REPORTED_COLUMNS
+UNSTAFFED = "未排班"
 _FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC")
 
 SCHEMA = """
@@ -65,7 +79,7 @@ CREATE TABLE IF NOT EXISTS quarter_results (
 );
 CREATE TABLE IF NOT EXISTS quarter_tables (
     result_id INTEGER NOT NULL REFERENCES quarter_results(id),
-    name TEXT NOT NULL,               -- counties | townships | halls | windows | triangulation
+    name TEXT NOT NULL,               -- counties | townships | halls | windows | triangulation | staff
     data TEXT NOT NULL,               -- JSON {columns, dtypes, data}; floats exact (repr)
     PRIMARY KEY (result_id, name)
 );
@@ -87,7 +101,7 @@ class ResultNotFound(ManyiError, LookupError):
 
 @dataclass
 class QuarterResult:
-    """A quarter's figures: scored counties and townships, reported halls and windows, triangulation."""
+    """A quarter's figures: scored counties and townships, reported halls, windows and staff, triangulation."""
 
     quarter: Quarter
     params: Params
@@ -108,10 +122,14 @@ class QuarterResult:
     published_at: datetime | None = None
     extra: dict = field(default_factory=dict)
     sample: bool = False     # computed on sample data (Registry.sample): every report says 模拟数据
+    staff: pd.DataFrame = field(default_factory=lambda: empty_staff())  # 人员: empty without a roster
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The five tables by name."""
-        return {name: getattr(self, name) for name in TABLES}
+        """The tables by name: the five unit tables, plus ``staff`` when it has rows."""
+        out = {name: getattr(self, name) for name in TABLES}
+        if len(self.staff):
+            out[STAFF_TABLE] = self.staff
+        return out
 
     def fingerprint(self) -> str:
         """sha256 over the exact figures of every table and the city-level numbers."""
@@ -140,6 +158,36 @@ def assignment_frame(registry) -> pd.DataFrame:
     return frame
 
 
+def roster_frame(registry) -> pd.DataFrame:
+    """The registry's duty roster: window_id, staff_id, staff_name, valid_from, valid_to (UTC; open end = far future)."""
+    rows = [(r.window_id, r.staff_id, r.staff_name, _utc(r.valid_from), _utc(r.valid_to) if r.valid_to else _FAR_FUTURE)
+            for r in getattr(registry, "roster", [])]
+    frame = pd.DataFrame(rows, columns=["window_id", "staff_id", "staff_name", "valid_from", "valid_to"])
+    for column in ("valid_from", "valid_to"):
+        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+def empty_staff() -> pd.DataFrame:
+    """The staff table of a result without a roster: no rows, the staff table's columns."""
+    frame = pd.DataFrame({c: pd.Series(dtype="str") for c in STAFF_IDS})
+    for column in REPORTED_COLUMNS:
+        frame[column] = pd.Series(dtype="str" if column == "flags" else
+                                  "float64" if column in ("x_T", "rate_T", "ci_low", "ci_high") else "int64")
+    return frame
+
+
+def _shift_windows(roster: pd.DataFrame, s_utc, e_utc) -> list[str]:
+    """Windows whose roster changes inside the quarter at a time that is not China midnight."""
+    if not len(roster):
+        return []
+    times = pd.concat([roster[["window_id", "valid_from"]].rename(columns={"valid_from": "t"}),
+                       roster[["window_id", "valid_to"]].rename(columns={"valid_to": "t"})])
+    times = times[(times["t"] > s_utc) & (times["t"] < e_utc)]
+    local = times["t"].dt.tz_convert("Asia/Shanghai")
+    return sorted(set(times.loc[local != local.dt.normalize(), "window_id"]))
+
+
 def _rows_frame(rows) -> pd.DataFrame:
     frame = pd.DataFrame([(r.device, r.bucket, r.rating, r.count, r.excluded) for r in rows],
                          columns=["device", "at", "rating", "count", "excluded"])
@@ -156,7 +204,12 @@ def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict,
     assign = assignment_frame(registry)
     inside = lambda col: (assign[col] > s_utc) & (assign[col] < e_utc)  # noqa: E731
     moved = assign.loc[inside("valid_from") | inside("valid_to")]
-    movers = sorted(set(moved["device"]))
+    roster = roster_frame(registry)
+    # Terminals of windows with intraday shifts are read in hour buckets too, like moved ones.
+    shift_windows = _shift_windows(roster, s_utc, e_utc)
+    during = (assign["valid_from"] < e_utc) & (assign["valid_to"] > s_utc) & assign["window_id"].isin(shift_windows)
+    shift_devices = set(assign.loc[during, "device"]) - set(moved["device"])
+    movers = sorted(set(moved["device"]) | shift_devices)
 
     day = _rows_frame(store.counts(start, end, "day"))
     day = day[~day["device"].isin(movers)]
@@ -214,16 +267,74 @@ def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict,
     wide["excluded_T"] = attributed.groupby("window_id")["excluded"].sum()
     wide = wide.fillna(0).astype("int64").reset_index()
     wide.columns.name = None
+    per_staff, unstaffed = _staff_counts(attributed, roster)
+    if len(roster) and unstaffed["votes"]:
+        windows = unstaffed["windows"]
+        shown = "、".join(windows[:10]) + (" 等" if len(windows) > 10 else "")
+        notes.append(f"{unstaffed['votes']} 票投票时所在窗口无人排班（{UNSTAFFED}，{len(windows)} 个窗口：{shown}），"
+                     "计入窗口及以上单位，未计入任何人员。")
     info = {
         "votes": int(rows["count"].sum()),
         "excluded": int(rows["excluded"].sum()),
         "unregistered_votes": unregistered,
         "count_rows": n_rows,
-        "moved_terminals": len(movers),
+        "moved_terminals": len(set(moved["device"])),
         "raw_votes_read": raw_votes,
         "buckets": "按日（季度内移动过的终端按小时，移动所在小时逐票）",
     }
-    return wide, info, notes
+    if len(roster):
+        info.update(shift_terminals=len(shift_devices), unstaffed_votes=unstaffed["votes"])
+        info["buckets"] = "按日（季度内移动过的终端及有日内换班窗口的终端按小时，移动所在小时逐票；换班按整点归属）"
+    return wide, info, notes, per_staff
+
+
+def _staff_counts(attributed: pd.DataFrame, roster: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Counts per staff member on duty (staff_id, S_T, B_T, U_T, excluded_T) and the 未排班 votes."""
+    cols = ["S_T", "B_T", "U_T", "excluded_T"]
+    if not len(roster):
+        return pd.DataFrame(columns=["staff_id"] + cols), {"votes": 0, "windows": []}
+    joined = attributed[["rid", "window_id", "at", "rating", "count", "excluded"]].merge(
+        roster[["window_id", "staff_id", "valid_from", "valid_to"]], on="window_id", how="left")
+    hit = joined["staff_id"].notna() & (joined["valid_from"] <= joined["at"]) & (joined["at"] < joined["valid_to"])
+    # Overlapping roster entries (rejected when a registry is loaded): the earliest entry counts.
+    on_duty = joined[hit].sort_values(["rid", "valid_from"]).drop_duplicates("rid")
+    nobody = attributed[~attributed["rid"].isin(on_duty["rid"])]
+    unstaffed = {"votes": int(nobody["count"].sum() + nobody["excluded"].sum()),
+                 "windows": sorted(set(nobody.loc[(nobody["count"] + nobody["excluded"]) > 0, "window_id"]))}
+    wide = on_duty.pivot_table(index="staff_id", columns="rating", values="count", aggfunc="sum", fill_value=0)
+    wide = wide.reindex(columns=list(RATING_COLUMNS), fill_value=0).rename(columns=lambda r: RATING_COLUMNS[r] + "_T")
+    wide["excluded_T"] = on_duty.groupby("staff_id")["excluded"].sum()
+    wide = wide.fillna(0).astype("int64").reset_index()
+    wide.columns.name = None
+    return wide, unstaffed
+
+
+def staff_frame(registry, quarter: Quarter, per_staff: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
+    """Staff on the roster during the quarter with their counts and their main window's units.
+
+    ``windows`` is the registry's window frame (window_id, name, hall_id, hall_name,
+    township_code, county_code). A staff member's main window is the one they were on
+    duty at longest inside the quarter (ties: the smaller window id); their name is the
+    one of their latest roster entry; ``windows`` lists every window they sat at.
+    """
+    roster = roster_frame(registry)
+    s_utc, e_utc = _utc(quarter.start), _utc(quarter.end)
+    roster = roster[(roster["valid_from"] < e_utc) & (roster["valid_to"] > s_utc)]
+    if not len(roster):
+        return pd.DataFrame(columns=STAFF_IDS + ["S_T", "B_T", "U_T", "excluded_T"])
+    roster = roster.assign(duty=roster["valid_to"].clip(upper=e_utc) - roster["valid_from"].clip(lower=s_utc))
+    duty = roster.groupby(["staff_id", "window_id"], as_index=False)["duty"].sum()
+    main = duty.sort_values(["staff_id", "duty", "window_id"], ascending=[True, False, True]).drop_duplicates("staff_id")
+    listed = duty.sort_values(["staff_id", "window_id"]).groupby("staff_id")["window_id"].agg(", ".join)
+    names = roster.sort_values(["staff_id", "valid_from"]).drop_duplicates("staff_id", keep="last")
+    frame = main[["staff_id", "window_id"]].merge(names[["staff_id", "staff_name"]], on="staff_id")
+    frame = frame.rename(columns={"staff_name": "name"}).assign(windows=frame["staff_id"].map(listed))
+    units = windows[["window_id", "hall_id", "hall_name", "township_code", "county_code"]]
+    frame = frame.merge(units, on="window_id", how="left")
+    frame = _attach(frame, per_staff, "staff_id", ["S_T", "B_T", "U_T", "excluded_T"])
+    for column in STAFF_IDS:
+        frame[column] = frame[column].fillna("").astype("str")
+    return frame[STAFF_IDS + ["S_T", "B_T", "U_T", "excluded_T"]].sort_values("staff_id", ignore_index=True)
 
 
 def registry_frames(registry) -> dict[str, pd.DataFrame]:
@@ -341,7 +452,7 @@ def compute_quarter(store, registry, db: CenterDB | None, quarter: Quarter | str
     quarter = Quarter.parse(quarter) if isinstance(quarter, str) else quarter
     params = params or Params()
     units = registry_frames(registry)
-    per_window, info, notes = gather_votes(store, registry, quarter)
+    per_window, info, notes, per_staff = gather_votes(store, registry, quarter)
     t_cols = ["S_T", "B_T", "U_T", "excluded_T"]
 
     windows = _attach(units["windows"], per_window, "window_id", t_cols)
@@ -378,13 +489,14 @@ def compute_quarter(store, registry, db: CenterDB | None, quarter: Quarter | str
 
     info.update(survey_answers=answers, survey_unmatched=unmatched,
                 base_scores=int(len(scores)), terminals=len(set(a.device for a in registry.assignments)))
+    staff = staff_frame(registry, quarter, per_staff, units["windows"])
     computed_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     return _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, __version__,
-                      sample=bool(getattr(registry, "sample", False)))
+                      sample=bool(getattr(registry, "sample", False)), staff=staff)
 
 
 def _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, version, *,
-               sample=False):
+               sample=False, staff=None):
     out = evaluate(counties_in.drop(columns=["kind"], errors="ignore"), towns_in, params)
     counties = out.counties
     if "kind" in counties_in:
@@ -395,6 +507,7 @@ def _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, in
         triangulation=triangulate(counties_in, params), notes=list(notes) + out.notes,
         computed_at=computed_at, version=version, input_counts=info,
         mu_T=out.mu_T, mu_P=out.mu_P, lam=out.lam, y_ref=out.y_ref, sample=sample,
+        staff=score_reported(staff, params) if staff is not None and len(staff) else empty_staff(),
     )
 
 
@@ -493,6 +606,8 @@ def load_published(db: CenterDB, result_id: int) -> QuarterResult:
     summary = json.loads(row["summary"])
     tables = {r["name"]: _frame_from_json(r["data"])
               for r in db.query("SELECT name, data FROM quarter_tables WHERE result_id = ?", (row["id"],))}
+    # Results published before staff existed (or without a roster) have no staff table.
+    tables.setdefault(STAFF_TABLE, empty_staff())
     nan = lambda v: math.nan if v is None else v  # noqa: E731
     return QuarterResult(
         quarter=Quarter.parse(row["quarter"]), params=Params.from_dict(json.loads(row["params"])),
@@ -520,4 +635,5 @@ def recompute_published(db: CenterDB, result_id: int, params: Params | None = No
                                      if c in f])
     notes = [n for n in stored.notes if "λ 取 0" not in n and "没有终端评价" not in n]
     return _run_model(stored.quarter, params, counties_in, towns_in, keep(stored.halls), keep(stored.windows),
-                      notes, dict(stored.input_counts), stored.computed_at, stored.version, sample=stored.sample)
+                      notes, dict(stored.input_counts), stored.computed_at, stored.version, sample=stored.sample,
+                      staff=keep(stored.staff))

@@ -1,8 +1,8 @@
 """The quarterly report of a :class:`~analytics.quarter.QuarterResult` as XLSX, HTML or CSV.
 
 One table per concern, in this order and with these sheet names: 县区, 乡镇, 服务大厅,
-窗口, 渠道对比 (terminal vs phone triangulation), 参数 (parameters, city means, input
-counts, notes). Counties and townships are listed by rank (units flagged 样本不足 after
+窗口, 人员 (staff on the duty roster; only when the result has staff rows), 渠道对比
+(terminal vs phone triangulation), 参数 (parameters, city means, input counts, notes). Counties and townships are listed by rank (units flagged 样本不足 after
 the others, units without a corrected score last).
 
 - XLSX (openpyxl): bold header row, frozen header and name columns, column widths,
@@ -181,6 +181,17 @@ def build_tables(result) -> list[Table]:
             _col(windows, "window_id", "窗口编号", "text", 18), _col(windows, "name", "窗口", "text", 12),
             _col(windows, "hall_name", "服务大厅", "text", 22), _col(windows, "county_code", "县区", "text", 12, cname),
             _col(windows, "township_code", "乡镇(街道)", "text", 14, tname)]), freeze="C2"),
+    ]
+    staff = getattr(result, "staff", None)
+    if staff is not None and len(staff):
+        staff = staff.sort_values(["county_code", "township_code", "hall_id", "staff_id"], kind="stable",
+                                  ignore_index=True)
+        tables.append(Table("人员", _reported_columns(staff, [
+            _col(staff, "staff_id", "人员编号", "text", 14), _col(staff, "name", "姓名", "text", 10),
+            _col(staff, "windows", "窗口", "text", 20), _col(staff, "hall_name", "服务大厅", "text", 22),
+            _col(staff, "county_code", "县区", "text", 12, cname),
+            _col(staff, "township_code", "乡镇(街道)", "text", 14, tname)])))
+    tables += [
         Table("渠道对比", [
             _col(tri, "code", "代码", "text", 9), _col(tri, "name", "县区", "text", 14),
             _col(tri, "n_T", "终端 n", "int", 8), _col(tri, "rate_T", "终端满意率", "pct", 10),
@@ -207,6 +218,7 @@ _INPUT_LABELS = {
     "count_rows": "读取的计数行数", "moved_terminals": "季度内移动过的终端数", "raw_votes_read": "逐票读取的票数",
     "buckets": "计数粒度", "survey_answers": "电话回访答复数", "survey_unmatched": "未匹配单位的回访答复数",
     "base_scores": "综合考核得分条数", "terminals": "登记终端数",
+    "shift_terminals": "有日内换班窗口、按小时读取的终端数", "unstaffed_votes": "未排班票数（投票时窗口无人排班）",
 }
 
 
@@ -355,7 +367,8 @@ def _sample_sheet(book, result) -> None:
     q = result.quarter
     sheet.cell(row=3, column=1, value=f"菏泽市人社服务群众满意度季度报告 {q.year}年第{q.number}季度")
     sheet.cell(row=4, column=1, value=f"计算时间 {local_time(result.computed_at)}")
-    sheet.cell(row=5, column=1, value="各表见后续工作表：县区、乡镇、服务大厅、窗口、渠道对比、参数。")
+    names = "、".join(table.title for table in build_tables(result))
+    sheet.cell(row=5, column=1, value=f"各表见后续工作表：{names}。")
     sheet.page_setup.orientation = "landscape"
     sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
 
@@ -390,8 +403,8 @@ p.sample { border: 1.5pt solid #b7950b; background: #fcf3cf; color: #7d6608; pad
 # names, the longest ("菏泽经济技术开发区政务服务中心人社窗口"), keep a minimum width and wrap
 # only beyond it ("long"); the flags column keeps "样本不足" on one line ("short").
 _HTML_LAYOUT = {
-    "代码": "code", "大厅编号": "code", "窗口编号": "code", "键": "code",
-    "县区": "name", "乡镇(街道)": "name", "所属县区": "name", "类型": "name", "项目": "name",
+    "代码": "code", "大厅编号": "code", "窗口编号": "code", "键": "code", "人员编号": "code",
+    "县区": "name", "乡镇(街道)": "name", "所属县区": "name", "类型": "name", "项目": "name", "姓名": "name",
     "窗口": "name", "服务大厅": "long", "标记": "short",
 }
 
