@@ -159,9 +159,9 @@ def assignment_frame(registry) -> pd.DataFrame:
 
 
 def roster_frame(registry) -> pd.DataFrame:
-    """The registry's duty roster: window_id, staff_id, staff_name, valid_from, valid_to (UTC; open end = far future)."""
-    rows = [(r.window_id, r.staff_id, r.staff_name, _utc(r.valid_from), _utc(r.valid_to) if r.valid_to else _FAR_FUTURE)
-            for r in getattr(registry, "roster", [])]
+    """The duty roster: window_id, staff_id, staff_name, valid_from, valid_to (UTC; open end = far future)."""
+    rows = [(r.window_id, r.staff_id, r.staff_name, _utc(r.valid_from),
+             _utc(r.valid_to) if r.valid_to else _FAR_FUTURE) for r in getattr(registry, "roster", [])]
     frame = pd.DataFrame(rows, columns=["window_id", "staff_id", "staff_name", "valid_from", "valid_to"])
     for column in ("valid_from", "valid_to"):
         frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
@@ -324,7 +324,8 @@ def staff_frame(registry, quarter: Quarter, per_staff: pd.DataFrame, windows: pd
         return pd.DataFrame(columns=STAFF_IDS + ["S_T", "B_T", "U_T", "excluded_T"])
     roster = roster.assign(duty=roster["valid_to"].clip(upper=e_utc) - roster["valid_from"].clip(lower=s_utc))
     duty = roster.groupby(["staff_id", "window_id"], as_index=False)["duty"].sum()
-    main = duty.sort_values(["staff_id", "duty", "window_id"], ascending=[True, False, True]).drop_duplicates("staff_id")
+    main = duty.sort_values(["staff_id", "duty", "window_id"], ascending=[True, False, True])
+    main = main.drop_duplicates("staff_id")
     listed = duty.sort_values(["staff_id", "window_id"]).groupby("staff_id")["window_id"].agg(", ".join)
     names = roster.sort_values(["staff_id", "valid_from"]).drop_duplicates("staff_id", keep="last")
     frame = main[["staff_id", "window_id"]].merge(names[["staff_id", "staff_name"]], on="staff_id")

@@ -2,8 +2,9 @@
 
 One table per concern, in this order and with these sheet names: 县区, 乡镇, 服务大厅,
 窗口, 人员 (staff on the duty roster; only when the result has staff rows), 渠道对比
-(terminal vs phone triangulation), 参数 (parameters, city means, input counts, notes). Counties and townships are listed by rank (units flagged 样本不足 after
-the others, units without a corrected score last).
+(terminal vs phone triangulation), 参数 (parameters, city means, input counts, notes).
+Counties and townships are listed by rank (units flagged 样本不足 after the others, units
+without a corrected score last).
 
 - XLSX (openpyxl): bold header row, frozen header and name columns, column widths,
   number formats (counts ``0``, scores ``0.00``, coefficients ``0.0000``, rates ``0.0%``),
