@@ -25,6 +25,7 @@ from collector.stores.base import FLAG_TEST
 from manyi.exc import ManyiError
 from manyi.periods import day_bounds, to_local
 
+from .db import in_clause
 from .stats import satisfaction_rate
 
 KINDS = {"burst": "短时集中不满意", "low_rate": "日满意率偏低"}
@@ -316,11 +317,11 @@ def list_alerts(db, *, counties: Iterable[str] | None = None, after: int = 0, li
     ensure(db)
     where, params = ["id > ?"], [int(after)]
     if counties is not None:
-        counties = sorted(counties)
         if not counties:
             return []
-        where.append(f"county_code IN ({','.join('?' * len(counties))})")
-        params += counties
+        clause, values = in_clause("county_code", counties)
+        where.append(clause)
+        params += values
     if unacknowledged:
         where.append("ack_at IS NULL")
     rows = db.query(f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",

@@ -14,6 +14,16 @@ import threading
 from pathlib import Path
 
 
+def in_clause(column: str, values) -> tuple[str, list]:
+    """``column IN (?, ?, ...)`` with its parameters (sorted, so queries are repeatable).
+
+    Callers handle an empty ``values`` themselves: ``IN ()`` matches nothing, which for a
+    user who may see no county is the right answer but rarely the intended query.
+    """
+    values = sorted(values)
+    return f"{column} IN ({','.join('?' * len(values))})", values
+
+
 class CenterDB:
     """A small wrapper over one SQLite file (WAL, foreign keys on), safe to share between threads."""
 

@@ -27,6 +27,8 @@ from collector.stores.base import FLAG_TEST
 from manyi.exc import ManyiError
 from manyi.periods import local_midnight, to_local
 
+from .db import in_clause
+
 UNSATISFIED = "unsatisfied"
 STATUS_OPEN, STATUS_ASSIGNED, STATUS_CLOSED = "open", "assigned", "closed"
 STATUSES = (STATUS_OPEN, STATUS_ASSIGNED, STATUS_CLOSED)
@@ -346,11 +348,11 @@ def list_cases(db, now: datetime, *, counties: Iterable[str] | None = None, coun
     ensure(db)
     where, params = [], []
     if counties is not None:
-        counties = sorted(counties)
         if not counties:
             return []
-        where.append(f"county_code IN ({','.join('?' * len(counties))})")
-        params += counties
+        clause, values = in_clause("county_code", counties)
+        where.append(clause)
+        params += values
     if county:
         where.append("county_code = ?")
         params.append(county)
