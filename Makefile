@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test venv lint bench clean demo-reset
+.PHONY: run test test-faults venv lint bench clean demo-reset
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(STAMP)
 ## Run the test suite (builds its own virtualenv first).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Only the fault matrix (real broker, collectors and terminals killed and restarted); `make test` runs it too.
+test-faults: $(STAMP)
+	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m compileall -q manyi device collector analytics bench tests
