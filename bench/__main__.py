@@ -6,9 +6,43 @@ Each benchmark prints its own figures; a NAME (e.g. ``quarter``) runs only the m
 from __future__ import annotations
 
 import importlib
+import os
+import platform
+import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def machine() -> str:
+    """One line describing this machine, printed first so every figure has its context."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem = float("nan")
+    try:
+        load = "load %.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        load = "load ?"
+    mosquitto = "mosquitto ?"
+    for path in ("/usr/sbin/mosquitto", "mosquitto"):
+        try:
+            out = subprocess.run([path, "-h"], capture_output=True, text=True, timeout=5)
+            mosquitto = (out.stdout or out.stderr).splitlines()[0].strip()
+            break
+        except (OSError, IndexError, subprocess.SubprocessError):
+            continue
+    return (f"machine: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {mosquitto}, {load}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if wanted:
         names = [n for n in names if any(w in n for w in wanted)]
     failed = 0
+    print(machine(), flush=True)
     for name in names:
         print(f"== {name}", flush=True)
         started = time.perf_counter()
