@@ -7,6 +7,7 @@ of a terminal, and gets back what to store.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,11 +21,69 @@ from .stores.base import FLAG_BURST, FLAG_CLOCK_REPLACED, DeadLetter, StoredVote
 VOTES_PREFIX = f"{protocol.TOPIC_ROOT}/votes/"
 STATUS_PREFIX = f"{protocol.TOPIC_ROOT}/status/"
 
+# Hostile input that parses as valid JSON must still be storable, or it would fail the whole
+# batch's write again and again and block the queue behind it (a poison message):
+MAX_DEPTH = 16                    # JSON nesting; ours is 2, and CPython's parser hits RecursionError near 1000
+MAX_INT = 2 ** 63 - 1             # SQLite INTEGER (and InfluxDB int) range; Python ints are unbounded
+MIN_INT = -2 ** 63
+
+
+def _clean(text: str) -> str:
+    """``text`` made encodable as UTF-8 (a lone surrogate becomes a visible \\udxxx escape)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 def dead_letter(topic: str, payload: bytes, reason: str, detail: str, received_at: datetime) -> DeadLetter:
     """A DeadLetter keeping the raw bytes (truncated to 64 KiB so a flood cannot bloat the store)."""
-    return DeadLetter(topic=topic, payload=bytes(payload[:65536]), reason=reason, detail=detail,
+    return DeadLetter(topic=_clean(topic), payload=bytes(payload[:65536]), reason=reason, detail=_clean(detail),
                       received_at=received_at)
+
+
+def json_depth(payload: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``payload``, counted without parsing it.
+
+    Brackets inside JSON strings are skipped. Works on raw bytes: the ASCII bytes it looks
+    at never occur inside a multi-byte UTF-8 sequence.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:          # backslash
+                escaped = True
+            elif byte == 0x22:          # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):      # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):      # ] }
+            depth -= 1
+    return deepest
+
+
+def _unstorable(values) -> str | None:
+    """Why one of ``values`` (ints, strings, JSON-like objects) cannot be stored, or None when all can."""
+    for name, value in values:
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, int):
+            if not MIN_INT <= value <= MAX_INT:
+                return f"field {name!r} is out of the 64-bit integer range"
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"field {name!r} holds a lone surrogate (not encodable as UTF-8)"
+        elif isinstance(value, dict):
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except (UnicodeEncodeError, ValueError, RecursionError) as exc:
+                return f"field {name!r} cannot be stored as JSON: {type(exc).__name__}"
+    return None
 
 
 def validate_vote(topic: str, payload: bytes, received_at: datetime) -> StoredVote | DeadLetter:
@@ -33,7 +92,16 @@ def validate_vote(topic: str, payload: bytes, received_at: datetime) -> StoredVo
         vote = protocol.parse_vote(topic, payload)
     except ProtocolError as exc:
         return dead_letter(topic, payload, exc.reason, exc.detail, received_at)
-    if protocol.plausible_time(vote, received_at):
+    if vote.seq > MAX_INT:
+        return dead_letter(topic, payload, "bad_seq", f"seq {vote.seq} is above {MAX_INT}", received_at)
+    problem = _unstorable([("pressed_at", vote.pressed_at)])
+    if problem:
+        return dead_letter(topic, payload, "bad_field", problem, received_at)
+    try:
+        plausible = protocol.plausible_time(vote, received_at)
+    except (OverflowError, ValueError) as exc:   # e.g. year 1 at +23:59 cannot be compared in UTC
+        return dead_letter(topic, payload, "bad_timestamp", f"pressed_at {vote.pressed_at!r}: {exc}", received_at)
+    if plausible:
         return StoredVote(device=vote.device, seq=vote.seq, rating=vote.rating, time=vote.pressed_datetime(),
                           received_at=received_at, pressed_at=vote.pressed_at, clock_ok=vote.clock_ok)
     return StoredVote(device=vote.device, seq=vote.seq, rating=vote.rating, time=received_at,
@@ -53,6 +121,11 @@ def validate_status(topic: str, payload: bytes, received_at: datetime, retained:
         status = protocol.parse_status(topic, payload)
     except ProtocolError as exc:
         return dead_letter(topic, payload, exc.reason, exc.detail, received_at)
+    problem = _unstorable([(name, getattr(status, name)) for name in (
+        "outbox_depth", "last_seq", "repeats_ignored", "poisoned", "firmware", "boot_time", "sent_at",
+        "config_applied")])
+    if problem:
+        return dead_letter(topic, payload, "bad_field", problem, received_at)
     seen: datetime | None = received_at
     if retained:
         seen = None
@@ -61,7 +134,7 @@ def validate_status(topic: str, payload: bytes, received_at: datetime, retained:
                 sent = protocol.parse_timestamp(status.sent_at)
                 if protocol.EARLIEST_PLAUSIBLE <= sent <= received_at + protocol.MAX_FUTURE_SKEW:
                     seen = sent
-            except ValueError:
+            except (ValueError, OverflowError):
                 pass
     return TerminalStatus(
         device=status.device, online=status.online, last_seen=seen, status_at=seen, firmware=status.firmware,
@@ -72,8 +145,17 @@ def validate_status(topic: str, payload: bytes, received_at: datetime, retained:
 
 def validate_message(topic: str, payload: bytes, received_at: datetime, retained: bool = False
                      ) -> StoredVote | TerminalStatus | DeadLetter:
-    """Dispatch on the topic; never raises (an unexpected error becomes a dead letter ``internal``)."""
+    """Dispatch on the topic; never raises (an unexpected error becomes a dead letter ``internal``).
+
+    Whatever comes back can be written by the store: a payload that would make the write
+    fail (a 2**80 seq, a lone surrogate, nesting deep enough to exhaust the parser's
+    recursion) is a dead letter here, not a poison message that blocks the queue.
+    """
     try:
+        if (topic.startswith((VOTES_PREFIX, STATUS_PREFIX)) and len(payload) <= protocol.MAX_PAYLOAD_BYTES
+                and json_depth(payload) > MAX_DEPTH):
+            return dead_letter(topic, payload, "too_deep", f"JSON nesting is deeper than {MAX_DEPTH} levels",
+                               received_at)
         if topic.startswith(VOTES_PREFIX):
             return validate_vote(topic, payload, received_at)
         if topic.startswith(STATUS_PREFIX):
