@@ -18,7 +18,7 @@ from .periods import CHINA_TZ as CHINA_TZ  # re-exported: terminals stamp their 
 VERSION = 1
 TOPIC_ROOT = "manyi/v1"
 DEVICE_ID_PATTERN = r"[a-z0-9][a-z0-9-]{2,63}"
-DEVICE_ID_RE = re.compile(rf"^{DEVICE_ID_PATTERN}$")
+DEVICE_ID_RE = re.compile(rf"^{DEVICE_ID_PATTERN}\Z")  # \Z: "$" would accept a trailing newline
 MAX_PAYLOAD_BYTES = 1024
 
 SATISFIED, BASIC, UNSATISFIED = "satisfied", "basic", "unsatisfied"
