@@ -44,6 +44,8 @@ def register(subparsers) -> None:
             p.add_argument("--keep", action="store_true",
                            help="add to the quarter's scores instead of replacing them (conflicting scores are rejected)")
             p.add_argument("--max-score", type=float, default=100.0, help="highest valid score (default 100)")
+        p.add_argument("--partial", action="store_true",
+                       help="import the valid rows even when some rows are rejected (default: all-or-nothing)")
         p.add_argument("--registry", type=Path, help="registry directory (default: the active one, else the Heze sample)")
         p.add_argument("--json", action="store_true", help="print the full report as JSON")
         p.add_argument("--details", type=int, default=50, metavar="N", help="list at most N rejected rows (default 50)")
@@ -162,7 +164,8 @@ class ProgressBar:
 
 
 def cmd_import(args) -> int:
-    """manyi survey|scores import FILE --quarter Q"""
+    """manyi survey|scores import FILE --quarter Q [--partial]: exit 0 imported, 1 rows rejected and
+    nothing imported (or every row rejected with --partial), 2 file unreadable."""
     from manyi.periods import Quarter
 
     from analytics.scores import import_scores
@@ -179,10 +182,11 @@ def cmd_import(args) -> int:
         registry = resolve_registry(args, db)
         progress = ProgressBar(f"{args.kind} {args.file.name}")
         if args.kind == "survey":
-            report = import_survey(db, registry, args.file, quarter, replace=args.replace, progress=progress)
+            report = import_survey(db, registry, args.file, quarter, replace=args.replace, partial=args.partial,
+                                   progress=progress)
         else:
-            report = import_scores(db, registry, args.file, quarter, replace=not args.keep, progress=progress,
-                                   max_score=args.max_score)
+            report = import_scores(db, registry, args.file, quarter, replace=not args.keep, partial=args.partial,
+                                   progress=progress, max_score=args.max_score)
     finally:
         db.close()
     if args.json:
@@ -192,7 +196,7 @@ def cmd_import(args) -> int:
         if report.rejected and args.details:
             print("rejected rows:")
             print(report.details(args.details))
-    if report.imported == 0 and report.already_present == 0 and report.rejected:
+    if report.aborted or (report.imported == 0 and report.already_present == 0 and report.rejected):
         return 1
     return 0
 

@@ -9,6 +9,11 @@ matched by code, exact name, name without its 县/区/镇/乡/街道 suffix, or 
 alias table, with the closest candidates (difflib) for names that match nothing. Row
 numbers are the ones the clerk sees in Excel (the header row counts; the first row is 1).
 
+Writing is all-or-nothing by default: :func:`commit_import` writes the valid rows in one
+transaction only when no row was rejected (``partial=True`` imports the valid rows and
+reports the others). A file that cannot be read raises :class:`~manyi.exc.ImportFileError`
+whatever went wrong inside the parser (truncated zip, broken XML, binary data).
+
 Also :func:`neutralise_cell`, used by every CSV/XLSX writer so that a cell starting with
 = + - @ is never run as a formula by a spreadsheet program.
 """
@@ -20,6 +25,7 @@ import difflib
 import io
 import json
 import re
+import sqlite3
 import unicodedata
 import zipfile
 from collections import Counter
@@ -28,11 +34,14 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from manyi.exc import ImportFileError
+from manyi.exc import ImportFileError, StoreError
 from manyi.periods import CHINA_TZ, parse_china_time
 from manyi.registry import Registry
 
 MAX_HEADER_SEARCH = 15
+MAX_CELL_CHARS = 2000                     # a longer cell in an imported column rejects its row
+MAX_XLSX_UNCOMPRESSED = 256 * 1024 * 1024  # refuse zip bombs before openpyxl inflates them
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -73,7 +82,7 @@ def clean_text(value) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S") if value.time() != datetime.min.time() else value.date().isoformat()
     if isinstance(value, date):
         return value.isoformat()
-    text = unicodedata.normalize("NFKC", str(value))
+    text = _CONTROL.sub("", unicodedata.normalize("NFKC", str(value)))
     text = text.replace("\u00a0", " ").replace("\u200b", "").replace("\ufeff", "")
     return re.sub(r"\s+", " ", text).strip()
 
@@ -102,6 +111,8 @@ class Table:
     filename: str
     fmt: str            # "csv" | "xlsx"
     encoding: str = ""  # CSV only
+    # XLSX formula cells without a cached result: (clerk row, 0-based column) -> formula text
+    formulas: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 def read_source(source: str | Path | bytes, filename: str | None = None) -> tuple[bytes, str]:
@@ -117,6 +128,31 @@ def read_source(source: str | Path | bytes, filename: str | None = None) -> tupl
         raise ImportFileError(f"{path}: cannot read ({exc.strerror})") from None
 
 
+# Leading bytes of file types that are certainly neither CSV nor XLSX.
+BINARY_SIGNATURES = (
+    (b"MZ", "a Windows program (.exe/.dll)"),
+    (b"\x7fELF", "a Linux program"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+)
+
+
+def sniff_binary(data: bytes) -> str | None:
+    """What a file is when its first bytes show it is not a spreadsheet (None otherwise)."""
+    for magic, what in BINARY_SIGNATURES:
+        if data.startswith(magic):
+            if magic == b"BM" and b"\x00" not in data[:64]:
+                continue  # a CSV that happens to start with "BM"
+            return what
+    return None
+
+
 def read_table(source: str | Path | bytes, filename: str | None = None) -> Table:
     """Read a CSV or XLSX file into a :class:`Table`; raise ImportFileError when it cannot be read."""
     data, name = read_source(source, filename)
@@ -126,6 +162,9 @@ def read_table(source: str | Path | bytes, filename: str | None = None) -> Table
         return _read_xlsx(data, name)
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise ImportFileError(f"{name}: old Excel 97-2003 (.xls) files are not supported; save it as .xlsx or CSV")
+    what = sniff_binary(data)
+    if what:
+        raise ImportFileError(f"{name}: this is {what}, not a CSV or XLSX file")
     if name.lower().endswith((".xlsx", ".xlsm")):
         raise ImportFileError(f"{name}: not a valid .xlsx file (it is not a zip archive)")
     return _read_csv(data, name)
@@ -175,33 +214,91 @@ def _read_csv(data: bytes, name: str) -> Table:
     return Table(rows, name, "csv", encoding)
 
 
+def _check_xlsx_archive(data: bytes, name: str) -> bool:
+    """Refuse zips that are not workbooks or would inflate too much; True when a sheet has formulas."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+            names = {info.filename for info in infos}
+            if "xl/workbook.xml" not in names:
+                raise ImportFileError(f"{name}: a zip archive, but not an Excel workbook (no xl/workbook.xml); "
+                                      "save the sheet from Excel as .xlsx or CSV")
+            if sum(info.file_size for info in infos) > MAX_XLSX_UNCOMPRESSED:
+                raise ImportFileError(f"{name}: the workbook would expand to more than "
+                                      f"{MAX_XLSX_UNCOMPRESSED // 2**20} MB; refused")
+            formulas = False
+            for info in infos:
+                if info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml"):
+                    content = archive.read(info)
+                    if b"<f>" in content or b"<f " in content or b":f>" in content or b":f " in content:
+                        formulas = True
+            return formulas
+    except ImportFileError:
+        raise
+    except Exception as exc:  # zipfile raises many kinds on damaged archives (truncated, bad CRC ...)
+        raise ImportFileError(f"{name}: not a readable .xlsx workbook (damaged or truncated zip: "
+                              f"{exc.__class__.__name__}: {exc})") from None
+
+
 def _read_xlsx(data: bytes, name: str) -> Table:
     import openpyxl  # heavy: imported only when an XLSX arrives
 
+    has_formulas = _check_xlsx_archive(data, name)
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except Exception as exc:  # openpyxl raises anything from KeyError to XML parse errors on broken files
         raise ImportFileError(f"{name}: not a readable .xlsx workbook ({exc.__class__.__name__}: {exc})") from None
+    formulas: dict[tuple[int, int], str] = {}
     try:
-        sheet = book.worksheets[0]
-        for sheet_candidate in book.worksheets:
+        if not book.worksheets:
+            raise ImportFileError(f"{name}: the workbook has no worksheet")
+        sheet_index = 0
+        for position, sheet_candidate in enumerate(book.worksheets):
             if sheet_candidate.sheet_state == "visible" and sheet_candidate.max_row > 1:
-                sheet = sheet_candidate
+                sheet_index = position
                 break
+        sheet = book.worksheets[sheet_index]
         grid = [list(row) for row in sheet.iter_rows(values_only=True)]
         # Fill merged ranges with their top-left value: a merged "县区" spanning two header rows
         # or a group title spanning columns then reads like ordinary cells.
         for merged in sheet.merged_cells.ranges:
-            value = grid[merged.min_row - 1][merged.min_col - 1] if merged.min_row - 1 < len(grid) else None
+            value = grid[merged.min_row - 1][merged.min_col - 1] if merged.min_row - 1 < len(grid) \
+                and merged.min_col - 1 < len(grid[merged.min_row - 1]) else None
             for r in range(merged.min_row - 1, min(merged.max_row, len(grid))):
                 for c in range(merged.min_col - 1, merged.max_col):
                     while len(grid[r]) <= c:
                         grid[r].append(None)
                     grid[r][c] = value
+        if has_formulas:
+            formulas = _uncached_formulas(data, sheet_index, grid)
+    except ImportFileError:
+        raise
+    except Exception as exc:
+        raise ImportFileError(f"{name}: not a readable .xlsx workbook ({exc.__class__.__name__}: {exc})") from None
     finally:
         book.close()
-    rows = [(index, [clean_text(cell) for cell in row]) for index, row in enumerate(grid, start=1)]
-    return Table(rows, name, "xlsx")
+    rows = [(number, [clean_text(cell) for cell in row]) for number, row in enumerate(grid, start=1)]
+    return Table(rows, name, "xlsx", formulas=formulas)
+
+
+def _uncached_formulas(data: bytes, sheet_index: int, grid: list[list]) -> dict[tuple[int, int], str]:
+    """Formula cells whose cached result is missing (a file written by a program, never opened in
+    Excel): their value would silently read as empty, so the rows using them are rejected."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(data), data_only=False)
+    try:
+        found: dict[tuple[int, int], str] = {}
+        for r, row in enumerate(book.worksheets[sheet_index].iter_rows(values_only=True)):
+            for c, value in enumerate(row):
+                if value is None or (r < len(grid) and c < len(grid[r]) and grid[r][c] is not None):
+                    continue
+                text = value if isinstance(value, str) else getattr(value, "text", None)
+                if isinstance(text, str) and text.startswith("="):
+                    found[(r + 1, c)] = text
+        return found
+    finally:
+        book.close()
 
 
 # --------------------------------------------------------------------------- headers
@@ -235,15 +332,31 @@ class Header:
 def data_rows(table: Table, header: Header, report: "ImportReport",
               progress: ProgressCallback | None = None) -> Iterator[tuple[int, list[str]]]:
     """The non-empty rows below the header as (clerk row number, cells), counted in
-    ``report.rows_read``; ``progress(done, total)`` every 500 rows and at the end."""
+    ``report.rows_read``; ``progress(done, total)`` every 500 rows and at the end.
+
+    Rows with a formula cell that has no cached result, or with a cell longer than
+    MAX_CELL_CHARS, in one of the imported columns are rejected here and not yielded."""
     rows = table.rows[header.data_start:]
     total = len(rows)
+    labels = {index: header.labels.get(key, key) for key, index in header.columns.items()}
     for done, (row_number, cells) in enumerate(rows, start=1):
         if progress and (done % 500 == 0 or done == total):
             progress(done, total)
-        if not any(cells):
+        formula = next(((index, table.formulas[(row_number, index)]) for index in labels
+                        if (row_number, index) in table.formulas), None) if table.formulas else None
+        if not any(cells) and formula is None:
             continue
         report.rows_read += 1
+        if formula is not None:
+            report.reject(row_number, labels[formula[0]], formula[1][:200],
+                          f"公式 {formula[1][:60]} 没有计算结果（文件未经 Excel 保存）；请在 Excel 中打开并保存，或粘贴为数值",
+                          "formula_no_value")
+            continue
+        long_cell = next((index for index in labels if index < len(cells) and len(cells[index]) > MAX_CELL_CHARS), None)
+        if long_cell is not None:
+            report.reject(row_number, labels[long_cell], cells[long_cell][:50] + "…",
+                          f"单元格过长（{len(cells[long_cell])} 个字符，上限 {MAX_CELL_CHARS}）", "too_long")
+            continue
         yield row_number, cells
 
 
@@ -545,6 +658,8 @@ REASON_LABELS = {
     "score_range": "得分超出范围",
     "missing_score": "缺少得分",
     "conflict": "同一单位多个不同得分",
+    "formula_no_value": "公式没有计算结果",
+    "too_long": "单元格过长",
 }
 
 
@@ -566,6 +681,9 @@ class ImportReport:
     header_row: int = 0
     encoding: str = ""
     import_id: int | None = None
+    partial: bool = False           # the user asked to import the valid rows despite rejected ones
+    valid: int = 0                  # rows that passed validation (imported unless aborted)
+    aborted: bool = False           # rows were rejected and partial was not asked: nothing written
 
     def reject(self, row: int, column: str, value: str, reason: str, code: str, candidates=()) -> None:
         """Record a rejected row."""
@@ -585,12 +703,20 @@ class ImportReport:
 
     def summary(self) -> str:
         """A few lines for the CLI and the web page."""
-        lines = [
-            f"{self.filename} → {self.quarter} ({self.kind}): read {self.rows_read} rows, imported {self.imported}"
-            + (f" (of which {self.excluded} excluded answers 不了解/说不清/未评价/空白)" if self.kind == "survey" else "")
-            + f", {self.already_present} already imported, {self.duplicates} duplicate rows in the file,"
-            + f" {len(self.rejected)} rejected" + (f", {self.replaced} earlier rows replaced" if self.replaced else "")
-        ]
+        lines = []
+        if self.aborted:
+            lines.append(
+                f"NOTHING IMPORTED from {self.filename} → {self.quarter} ({self.kind}): {len(self.rejected)} of "
+                f"{self.rows_read} rows rejected, so the {self.valid} valid rows were not imported either. Fix the "
+                "rejected rows and import the file again, or import only the valid rows with --partial "
+                "(partial=True; on the web page 仅导入有效行，跳过错误行).")
+        else:
+            lines.append(
+                f"{self.filename} → {self.quarter} ({self.kind}): read {self.rows_read} rows, imported {self.imported}"
+                + (f" (of which {self.excluded} excluded answers 不了解/说不清/未评价/空白)" if self.kind == "survey" else "")
+                + f", {self.already_present} already imported, {self.duplicates} duplicate rows in the file,"
+                + f" {len(self.rejected)} rejected" + (" (partial import: rejected rows skipped)" if self.rejected else "")
+                + (f", {self.replaced} earlier rows replaced" if self.replaced else ""))
         for code, count in sorted(self.rejected_by_reason().items(), key=lambda kv: -kv[1]):
             lines.append(f"  rejected {count:>5}  {code}  {REASON_LABELS.get(code, '')}")
         for name, candidates in self.unmatched.items():
@@ -613,6 +739,43 @@ class ImportReport:
 
 
 ProgressCallback = Callable[[int, int], None]
+
+
+class _RollBack(Exception):
+    """Raised inside the import transaction to undo it (rows were rejected while writing)."""
+
+
+def commit_import(db, report: ImportReport, write: Callable[[sqlite3.Connection], None],
+                  link: Callable[[sqlite3.Connection, int], None] | None = None) -> ImportReport:
+    """Write an import all-or-nothing: ``write(conn)``, the import_log row and ``link(conn,
+    import_id)`` (to stamp the new rows with the import id) run in one transaction. Unless ``report.partial``, nothing is written when any row is rejected,
+    before or during ``write`` (which may reject rows, e.g. conflicts with stored data): the
+    report is then marked ``aborted`` with imported = 0. A database failure rolls everything
+    back and raises StoreError."""
+    if report.rejected and not report.partial:
+        return _aborted(report)
+    try:
+        with db.transaction() as conn:
+            write(conn)
+            if report.rejected and not report.partial:
+                raise _RollBack
+            import_id = log_import(conn, report)
+            if link is not None:
+                link(conn, import_id)
+    except _RollBack:
+        return _aborted(report)
+    except sqlite3.Error as exc:
+        report.import_id = None
+        raise StoreError(f"{report.filename}: writing the {report.kind} import of {report.quarter} to the center "
+                         f"database failed, nothing was imported ({exc.__class__.__name__}: {exc})") from exc
+    return report
+
+
+def _aborted(report: ImportReport) -> ImportReport:
+    report.aborted = True
+    report.imported = report.excluded = report.already_present = report.replaced = 0
+    report.import_id = None
+    return report
 
 
 def excel_template(headers: list[str], examples: list[list], notes: list[str], title: str) -> bytes:

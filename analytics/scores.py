@@ -5,7 +5,8 @@ only a county is a county score), and gives its score. Scores must be numbers in
 [0, max_score] (default 100). Two rows for the same unit with the same score count as a
 duplicate; with different scores both are rejected (the office must decide). By default an
 import replaces the quarter's scores (the office sends the whole sheet); with
-``replace=False`` a unit that already has a different score is rejected.
+``replace=False`` a unit that already has a different score is rejected. When any row is
+rejected nothing is imported unless ``partial=True`` (then the valid rows are).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from .importing import (
     ProgressCallback,
     UnitMatcher,
     UnitMatchError,
+    commit_import,
     csv_template,
     excel_template,
     find_header,
-    log_import,
     parse_number,
     read_table,
 )
@@ -55,9 +56,10 @@ CREATE TABLE IF NOT EXISTS base_scores (
 
 
 def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Quarter, *,
-                  filename: str | None = None, replace: bool = True, progress: ProgressCallback | None = None,
-                  max_score: float = 100.0) -> ImportReport:
-    """Import a composite-score sheet for ``quarter``; raise ImportFileError when it cannot be read."""
+                  filename: str | None = None, replace: bool = True, partial: bool = False,
+                  progress: ProgressCallback | None = None, max_score: float = 100.0) -> ImportReport:
+    """Import a composite-score sheet for ``quarter``, all-or-nothing unless ``partial``; raise
+    ImportFileError when it cannot be read, StoreError when the database write fails."""
     quarter = Quarter.parse(str(quarter)) if not isinstance(quarter, Quarter) else quarter
     table = read_table(source, filename)
     header = find_header(table, COLUMNS)
@@ -66,7 +68,8 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
     db.ensure(SCHEMA)
     db.ensure(IMPORTS_SCHEMA)
     matcher = UnitMatcher(registry)
-    report = ImportReport("scores", table.filename, str(quarter), header_row=header.row, encoding=table.encoding)
+    report = ImportReport("scores", table.filename, str(quarter), header_row=header.row, encoding=table.encoding,
+                          partial=partial)
     labels = {c.key: header.labels.get(c.key, c.label) for c in COLUMNS}
     found: dict[tuple[str, str], list[tuple[int, float, str]]] = {}
 
@@ -109,7 +112,9 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
         records.append((str(quarter), level, code, rows[0][1], rows[0][0]))
     report.rejected.sort(key=lambda r: r.row)
 
-    with db.transaction() as conn:
+    report.valid = len(records)
+
+    def write(conn) -> None:
         if replace:
             report.replaced = conn.execute("DELETE FROM base_scores WHERE quarter = ?", (str(quarter),)).rowcount
         existing = {(r[0], r[1]): r[2] for r in conn.execute(
@@ -120,6 +125,7 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
                 if existing[key] == record[3]:
                     report.already_present += 1
                 else:
+                    report.valid -= 1
                     report.reject(record[4], labels["score"], f"{record[3]:g}",
                                   f"{matcher.describe(record[2])} 已有得分 {existing[key]:g}；要更正请选择替换导入",
                                   "conflict")
@@ -127,10 +133,12 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
             conn.execute("INSERT INTO base_scores (quarter, level, code, score, source_row) VALUES (?, ?, ?, ?, ?)",
                          record)
             report.imported += 1
-        import_id = log_import(conn, report)
+
+    def link(conn, import_id: int) -> None:
         conn.execute("UPDATE base_scores SET import_id = ? WHERE quarter = ? AND import_id IS NULL",
                      (import_id, str(quarter)))
-    return report
+
+    return commit_import(db, report, write, link)
 
 
 def _split_name(matcher: UnitMatcher, name: str) -> tuple[str, str]:

@@ -7,7 +7,8 @@ basic; 不满意, 非常不满意 → unsatisfied. 不了解 / 说不清 / 未�
 digits and a salted hash (HMAC-SHA256) to spot repeat callers; digit runs in notes are
 masked too. Each row's identity is a salted hash of its content, so importing the same file
 twice changes nothing; ``replace=True`` replaces the quarter's survey. Every rejected row
-is reported with its row number, column and reason.
+is reported with its row number, column and reason; when any row is rejected nothing is
+imported unless ``partial=True`` (then the valid rows are).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from .importing import (
     UnitMatcher,
     UnitMatchError,
     clean_text,
+    commit_import,
     compact,
     csv_template,
     excel_template,
     find_header,
-    log_import,
     parse_local_datetime,
     read_table,
 )
@@ -157,9 +158,10 @@ def map_answer(text: str) -> str | None:
 
 
 def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Quarter, *,
-                  filename: str | None = None, replace: bool = False,
+                  filename: str | None = None, replace: bool = False, partial: bool = False,
                   progress: ProgressCallback | None = None) -> ImportReport:
-    """Import a 12333 survey file for ``quarter``; raise ImportFileError when it cannot be read."""
+    """Import a 12333 survey file for ``quarter``, all-or-nothing unless ``partial``; raise
+    ImportFileError when it cannot be read, StoreError when the database write fails."""
     quarter = Quarter.parse(str(quarter)) if not isinstance(quarter, Quarter) else quarter
     table = read_table(source, filename)
     header = find_header(table, COLUMNS)
@@ -169,7 +171,8 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
     db.ensure(IMPORTS_SCHEMA)
     salt = phone_salt(db)
     matcher = UnitMatcher(registry)
-    report = ImportReport("survey", table.filename, str(quarter), header_row=header.row, encoding=table.encoding)
+    report = ImportReport("survey", table.filename, str(quarter), header_row=header.row, encoding=table.encoding,
+                          partial=partial)
     labels = {c.key: header.labels.get(c.key, c.label) for c in COLUMNS}
     seen: dict[str, int] = {}
     records: list[tuple] = []
@@ -224,7 +227,9 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
         records.append((str(quarter), key, answered.isoformat(), unit[0], unit[1], unit[2], rating,
                         compact(answer_text), last4, phone_hash, note, row_number))
 
-    with db.transaction() as conn:
+    report.valid = len(records)
+
+    def write(conn) -> None:
         if replace:
             report.replaced = conn.execute("DELETE FROM survey_answers WHERE quarter = ?", (str(quarter),)).rowcount
         for record in records:
@@ -237,10 +242,12 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
                 report.excluded += record[6] == EXCLUDED
             else:
                 report.already_present += 1
-        report.import_id = log_import(conn, report)
+
+    def link(conn, import_id: int) -> None:
         conn.execute("UPDATE survey_answers SET import_id = ? WHERE quarter = ? AND import_id IS NULL",
-                     (report.import_id, str(quarter)))
-    return report
+                     (import_id, str(quarter)))
+
+    return commit_import(db, report, write, link)
 
 
 # --------------------------------------------------------------------------- queries

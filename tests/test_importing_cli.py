@@ -58,7 +58,15 @@ def survey_file(tmp_path, rows: int, bad: int = 0):
 def test_survey_import_command_with_progress_and_summary(tmp_path, capsys):
     path = survey_file(tmp_path, 1500, bad=2)
     db_path = tmp_path / "center.db"
-    code = main(["survey", "import", str(path), "--quarter", "2026Q3", "--db", str(db_path)])
+    # all-or-nothing by default: two bad rows, nothing imported, exit 1, every rejected row listed
+    assert main(["survey", "import", str(path), "--quarter", "2026Q3", "--db", str(db_path)]) == 1
+    captured = capsys.readouterr()
+    assert "NOTHING IMPORTED" in captured.out and "1500 valid rows were not imported" in captured.out
+    assert "row 1502 [乡镇(街道)] '不存在镇'" in captured.out and "row 1503 [乡镇(街道)] '不存在镇'" in captured.out
+    db = CenterDB(db_path)
+    assert survey_counts(db, Quarter(2026, 3)).empty
+    db.close()
+    code = main(["survey", "import", str(path), "--quarter", "2026Q3", "--db", str(db_path), "--partial"])
     captured = capsys.readouterr()
     assert code == 0
     assert "read 1502 rows, imported 1500" in captured.out and "unknown_unit" in captured.out
@@ -68,9 +76,10 @@ def test_survey_import_command_with_progress_and_summary(tmp_path, capsys):
     assert int(survey_counts(db, Quarter(2026, 3))["n"].sum()) == 1500
     db.close()
     # again: nothing changes, still exit 0
-    assert main(["survey", "import", str(path), "--quarter", "2026Q3", "--db", str(db_path), "--json"]) == 0
+    assert main(["survey", "import", str(path), "--quarter", "2026Q3", "--db", str(db_path), "--json",
+                 "--partial"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["imported"] == 0 and report["already_present"] == 1500
+    assert report["imported"] == 0 and report["already_present"] == 1500 and report["partial"] is True
 
 
 def test_survey_import_exit_codes(tmp_path, capsys):
@@ -83,6 +92,7 @@ def test_survey_import_exit_codes(tmp_path, capsys):
     assert main(["survey", "import", str(survey_file(tmp_path, 1)), "--quarter", "2026 third", "--db", db]) == 2
     only_bad = survey_file(tmp_path, 0, bad=3)
     assert main(["survey", "import", str(only_bad), "--quarter", "2026Q3", "--db", db]) == 1
+    assert main(["survey", "import", str(only_bad), "--quarter", "2026Q3", "--db", db, "--partial"]) == 1
 
 
 def test_templates_and_scores_import(tmp_path, capsys):

@@ -32,7 +32,11 @@ def test_scores_csv_with_messy_content(center_db, heze):
             "单县,西城街道,80\n"           # 西城街道 is in 牡丹区
             "单县,幸福街道,80\n"           # unknown township
             "成武县,,\n")                 # missing score
-    report = import_scores(center_db, heze, text.encode("gbk"), Q3, filename="scores.csv")
+    strict = import_scores(center_db, heze, text.encode("gbk"), Q3, filename="scores.csv")
+    assert strict.aborted and strict.imported == 0 and strict.valid == 3 and len(strict.rejected) == 7
+    assert base_scores(center_db, Q3).empty and "NOTHING IMPORTED" in strict.summary()
+    report = import_scores(center_db, heze, text.encode("gbk"), Q3, filename="scores.csv", partial=True)
+    assert not report.aborted
     assert report.rows_read == 11 and report.imported == 3 and report.duplicates == 1
     reasons = {(r.row, r.code) for r in report.rejected}
     assert reasons == {(7, "conflict"), (8, "conflict"), (9, "score_range"), (10, "bad_score"),
@@ -65,8 +69,11 @@ def test_reimport_replaces_by_default_and_keep_rejects_conflicts(center_db, heze
     again = import_scores(center_db, heze, first, Q3, filename="a.csv")
     assert again.replaced == 2 and again.imported == 2
     assert scores_dict(base_scores(center_db, Q3)) == {("county", "371702"): 90.0, ("county", "371721"): 80.0}
-    keep = import_scores(center_db, heze, "县区,得分\n牡丹区,90\n曹县,81\n单县,70\n".encode(), Q3,
-                         filename="b.csv", replace=False)
+    keep_file = "县区,得分\n牡丹区,90\n曹县,81\n单县,70\n".encode()
+    strict = import_scores(center_db, heze, keep_file, Q3, filename="b.csv", replace=False)
+    assert strict.aborted and strict.imported == 0 and [r.code for r in strict.rejected] == ["conflict"]
+    assert scores_dict(base_scores(center_db, Q3)) == {("county", "371702"): 90.0, ("county", "371721"): 80.0}
+    keep = import_scores(center_db, heze, keep_file, Q3, filename="b.csv", replace=False, partial=True)
     assert keep.already_present == 1 and keep.imported == 1
     assert [r.code for r in keep.rejected] == ["conflict"]
     assert scores_dict(base_scores(center_db, Q3))[("county", "371721")] == 80.0

@@ -106,10 +106,23 @@ def counts_dict(frame):
     return {(r.level, r.code, r.rating): int(r.n) for r in frame.itertuples()}
 
 
+def check_nothing_imported(report, center_db):
+    """The all-or-nothing default: every rejected row listed, nothing written, no import logged."""
+    assert report.aborted and not report.partial
+    assert report.imported == 0 and report.valid == 8 and report.import_id is None
+    assert report.rows_read == 14 and len(report.rejected) == 5
+    assert "NOTHING IMPORTED" in report.summary() and "--partial" in report.summary()
+    assert center_db.query("SELECT COUNT(*) FROM survey_answers")[0][0] == 0
+    assert import_history(center_db) == []
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk", "gb18030"])
 def test_messy_csv_in_each_encoding(center_db, heze, encoding):
-    report = import_survey(center_db, heze, csv_bytes(encoding=encoding), Q3, filename=f"survey-{encoding}.csv")
-    assert report.header_row == 2
+    strict = import_survey(center_db, heze, csv_bytes(encoding=encoding), Q3, filename=f"survey-{encoding}.csv")
+    check_nothing_imported(strict, center_db)
+    report = import_survey(center_db, heze, csv_bytes(encoding=encoding), Q3, filename=f"survey-{encoding}.csv",
+                           partial=True)
+    assert report.header_row == 2 and report.partial and not report.aborted
     check_messy_report(report)
     assert counts_dict(survey_counts(center_db, Q3)) == expected_counts()
     with_excluded = counts_dict(survey_counts(center_db, Q3, include_excluded=True))
@@ -120,23 +133,24 @@ def test_messy_csv_in_each_encoding(center_db, heze, encoding):
 def test_messy_xlsx_with_merged_header_rows(center_db, heze, tmp_path):
     path = tmp_path / "回访.xlsx"
     path.write_bytes(xlsx_bytes())
-    report = import_survey(center_db, heze, path, Q3)
+    check_nothing_imported(import_survey(center_db, heze, path, Q3), center_db)
+    report = import_survey(center_db, heze, path, Q3, partial=True)
     assert report.filename == "回访.xlsx" and report.header_row == 3
     check_messy_report(report)
     assert counts_dict(survey_counts(center_db, Q3)) == expected_counts()
 
 
 def test_same_answers_from_csv_and_xlsx_are_one_survey(center_db, heze):
-    import_survey(center_db, heze, csv_bytes(), Q3, filename="a.csv")
-    again = import_survey(center_db, heze, xlsx_bytes(), Q3, filename="a.xlsx")
+    import_survey(center_db, heze, csv_bytes(), Q3, filename="a.csv", partial=True)
+    again = import_survey(center_db, heze, xlsx_bytes(), Q3, filename="a.xlsx", partial=True)
     assert again.imported == 0 and again.already_present == 8
     assert counts_dict(survey_counts(center_db, Q3)) == expected_counts()
 
 
 def test_importing_the_same_file_twice_changes_nothing(center_db, heze):
-    first = import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
+    first = import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv", partial=True)
     before = center_db.query("SELECT * FROM survey_answers ORDER BY id")
-    second = import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
+    second = import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv", partial=True)
     assert first.imported == 8 and second.imported == 0 and second.already_present == 8
     after = center_db.query("SELECT * FROM survey_answers ORDER BY id")
     assert [tuple(r) for r in after] == [tuple(r) for r in before]
@@ -144,7 +158,7 @@ def test_importing_the_same_file_twice_changes_nothing(center_db, heze):
 
 
 def test_replace_replaces_the_quarter(center_db, heze):
-    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
+    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv", partial=True)
     fix = [("2026-08-01", "13600000001", "曹县", "庄寨镇", "不满意", "")]
     added = import_survey(center_db, heze, csv_bytes(fix), Q3, filename="fix.csv")
     assert added.imported == 1 and sum(survey_counts(center_db, Q3)["n"]) == 6
@@ -154,7 +168,7 @@ def test_replace_replaces_the_quarter(center_db, heze):
 
 
 def test_replace_touches_only_its_quarter(center_db, heze):
-    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
+    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv", partial=True)
     q4 = [("2026-10-01", "13600000001", "曹县", "", "满意", "")]
     import_survey(center_db, heze, csv_bytes(q4), Quarter(2026, 4), filename="q4.csv", replace=True)
     assert counts_dict(survey_counts(center_db, Q3)) == expected_counts()
@@ -164,14 +178,14 @@ def test_replace_touches_only_its_quarter(center_db, heze):
 def test_quarter_boundary_is_china_time(center_db, heze):
     rows = [("2026-09-30 23:59", "", "曹县", "", "满意", ""), ("2026-10-01 00:00", "", "曹县", "", "满意", ""),
             ("2026-06-30T16:00:00Z", "", "曹县", "", "满意", "")]   # = 2026-07-01 00:00 China time
-    report = import_survey(center_db, heze, csv_bytes(rows), Q3, filename="b.csv")
+    report = import_survey(center_db, heze, csv_bytes(rows), Q3, filename="b.csv", partial=True)
     assert report.imported == 2
     assert [r.row for r in report.rejected] == [4] and report.rejected[0].code == "out_of_quarter"
 
 
 def test_no_full_phone_number_is_stored_anywhere(center_db, heze, tmp_path):
-    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
-    import_survey(center_db, heze, xlsx_bytes(), Q3, filename="s.xlsx")
+    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv", partial=True)
+    import_survey(center_db, heze, xlsx_bytes(), Q3, filename="s.xlsx", partial=True)
     center_db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("center.db*"))
     for full in ("13800001234", "13900005678", "13700004321", "13912345678", "13700004322", "13700004328"):
@@ -210,7 +224,7 @@ def test_rejected_phone_values_are_masked_in_the_report(center_db, heze):
     report = import_survey(center_db, heze, csv_bytes(rows), Q3, filename="r.csv")
     assert report.imported == 1
     rows = [("2026-07-01", "12x", "曹县", "", "满意", "")]
-    report = import_survey(center_db, heze, csv_bytes(rows), Q3, filename="r.csv")
+    report = import_survey(center_db, heze, csv_bytes(rows), Q3, filename="r.csv", partial=True)
     assert report.rejected[0].code == "bad_phone" and report.rejected[0].value == "**"
     stored = import_report(center_db, report.import_id)
     assert stored["rejected"][0]["code"] == "bad_phone"
@@ -231,7 +245,7 @@ def test_missing_columns_and_unreadable_files_raise_import_file_error(center_db,
 
 def test_code_column_wins_over_names(center_db, heze):
     text = "日期,单位代码,乡镇,评价\n2026-07-01,371702100,东城,满意\n2026-07-02,３７１７２１,,满意\n2026-07-02,999,,满意\n"
-    report = import_survey(center_db, heze, text.encode(), Q3, filename="c.csv")
+    report = import_survey(center_db, heze, text.encode(), Q3, filename="c.csv", partial=True)
     assert report.imported == 2
     assert counts_dict(survey_counts(center_db, Q3)) == {("township", "371702100", "satisfied"): 1,
                                                          ("county", "371721", "satisfied"): 1}
@@ -241,7 +255,7 @@ def test_code_column_wins_over_names(center_db, heze):
 def test_english_headers(center_db, heze):
     text = "Date,Phone,County,Township,Rating,Note\n2026-07-01,13800001234,Cao Xian,,satisfied,\n" \
            "2026-07-01,13800001235,曹县,,Very Satisfied,\n2026-07-01,13800001236,曹县,,dissatisfied,\n"
-    report = import_survey(center_db, heze, text.encode(), Q3, filename="en.csv")
+    report = import_survey(center_db, heze, text.encode(), Q3, filename="en.csv", partial=True)
     assert report.imported == 2
     assert report.rejected[0].column == "County" and report.rejected[0].code == "unknown_unit"
 
@@ -280,23 +294,33 @@ def test_progress_is_reported_on_long_files(center_db, heze):
 
 
 def test_summary_lists_rejections_by_reason(center_db, heze):
-    report = import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
+    report = import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv", partial=True)
     text = report.summary()
     assert "read 14 rows, imported 8" in text and "unknown_unit" in text and "沙土镇 (371702100, 牡丹区)" in text
     assert report.to_dict()["rejected_by_reason"]["bad_answer"] == 1
 
 
 def test_db_file_is_a_plain_sqlite_file(center_db, heze, tmp_path):
-    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
+    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv", partial=True)
     with sqlite3.connect(tmp_path / "center.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM survey_answers").fetchone()[0] == 8
 
 
 def test_replace_with_an_unreadable_file_keeps_the_survey(center_db, heze):
-    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv")
+    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv", partial=True)
     with pytest.raises(ImportFileError):
         import_survey(center_db, heze, b"PK\x03\x04broken", Q3, filename="new.xlsx", replace=True)
     assert counts_dict(survey_counts(center_db, Q3)) == expected_counts()
+
+
+def test_replace_with_rejected_rows_keeps_the_survey(center_db, heze):
+    import_survey(center_db, heze, csv_bytes(), Q3, filename="s.csv", partial=True)
+    fix = [("2026-08-01", "13600000001", "曹县", "庄寨镇", "不满意", ""), ("2026-08-02", "", "曹县", "", "一般", "")]
+    report = import_survey(center_db, heze, csv_bytes(fix), Q3, filename="fix.csv", replace=True)
+    assert report.aborted and report.replaced == 0 and report.valid == 1
+    assert [(r.row, r.column, r.value, r.code) for r in report.rejected] == [(4, "满意度", "一般", "bad_answer")]
+    assert counts_dict(survey_counts(center_db, Q3)) == expected_counts()
+    assert [h["imported"] for h in import_history(center_db, "survey")] == [8]
 
 
 def test_semicolon_and_tab_separated_files(center_db, heze):
