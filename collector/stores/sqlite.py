@@ -122,20 +122,36 @@ class SQLiteStore(VoteStore):
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0):
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
+        self.busy_timeout = busy_timeout
+        self.conn = self._connect()
+        self._reopen = False
+        self.lock = threading.RLock()
+
+    def _connect(self) -> sqlite3.Connection:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                        timeout=busy_timeout)
-            self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                   timeout=self.busy_timeout)
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before write() returns, because the collector acknowledges
             # to the broker right after; NORMAL could lose acknowledged votes on a power cut.
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.executescript(SCHEMA)
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"SQLite store {self.path}: cannot open: {exc}") from exc
-        self.lock = threading.RLock()
+        return conn
+
+    def _reopen_if_readonly(self, exc: sqlite3.Error) -> None:
+        # A connection opened while the file or its file system was read-only (e.g. a collector
+        # restarted during the fault) stays read-only for ever: reopen it, so that the writer's
+        # next retry succeeds once the store is writable again (tests/test_fault_matrix.py).
+        # The old connection must be closed first: SQLite shares one file descriptor per file
+        # within a process, and a new connection would inherit the read-only one.
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+            self.conn.close()
+            self._reopen = True
 
     @classmethod
     def from_url(cls, url: str) -> "SQLiteStore":
@@ -150,6 +166,9 @@ class SQLiteStore(VoteStore):
               statuses: Sequence[TerminalStatus] = ()) -> WriteResult:
         """Commit a batch in one transaction; duplicates (device, seq) change nothing but the counter."""
         with self.lock:
+            if self._reopen:
+                self.conn = self._connect()         # raises StoreError while the store is still unwritable
+                self._reopen = False
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -160,6 +179,7 @@ class SQLiteStore(VoteStore):
                         self.conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
+                self._reopen_if_readonly(exc)
                 raise StoreError(f"SQLite store {self.path}: write of {len(votes)} votes, "
                                  f"{len(dead_letters)} dead letters, {len(statuses)} statuses failed: {exc}") from exc
         return result
