@@ -87,6 +87,7 @@ class Collector:
         self.bursts = BurstTracker(BurstRule(settings.burst_max_votes, settings.burst_window_seconds))
         self._stop = threading.Event()
         self._connected = threading.Event()
+        self.subscribed = threading.Event()   # set when the broker granted both subscriptions
         self._generation = 0
         self._gen_lock = threading.Lock()
         self._writer: threading.Thread | None = None
@@ -132,12 +133,15 @@ class Collector:
         self._connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        for code in reason_codes:
-            if code.is_failure:
-                log.error("subscription refused by the broker: %s", code)
+        refused = [code for code in reason_codes if code.is_failure]
+        for code in refused:
+            log.error("subscription refused by the broker: %s", code)
+        if not refused:
+            self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
+        self.subscribed.clear()
         if not self._stop.is_set():
             log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, reason_code)
 
