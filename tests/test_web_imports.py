@@ -58,10 +58,20 @@ def test_broken_survey_shows_the_validation_report(client, auth):
     auth.login("admin")
     r = upload(auth, "survey", BAD_SURVEY.encode("gbk"), "bad.csv")
     html = r.get_data(as_text=True)
-    assert r.status_code == 200
-    assert "拒收 3 行" in html and 'id="rejected"' in html
+    assert r.status_code == 422   # all-or-nothing: rows rejected, nothing imported
+    assert 'id="nothing-imported"' in html and "未导入任何数据" in html and "仅导入有效行，跳过错误行" in html
+    assert "拒收 3 行" in html and 'id="rejected"' in html and "有效 1 行" in html
     assert "&lt;b&gt;火星区&lt;/b&gt;" in html and "<b>火星区</b>" not in html
     assert "2026-13-45" in html and "非常好极了" in html
+    assert get_db(client.application).query("SELECT COUNT(*) FROM survey_answers")[0][0] == 0
+    assert client.get("/api/v1/imports").get_json()["imports"] == []
+    assert audit_entries(get_db(client.application), action="import.survey")[0]["action"] == "import.survey.rejected"
+    # the box 「仅导入有效行，跳过错误行」 ticked: the valid row is imported, the same rows listed
+    r = upload(auth, "survey", BAD_SURVEY.encode("gbk"), "bad.csv", partial="1")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and 'id="nothing-imported"' not in html
+    assert "读取 4 行，导入 1 行" in html and "拒收 3 行" in html and "已按要求仅导入有效行" in html
+    assert get_db(client.application).query("SELECT COUNT(*) FROM survey_answers")[0][0] == 1
 
 
 def test_unreadable_file_shows_the_reader_message(client, auth):
@@ -92,6 +102,13 @@ def test_scores_import_and_api_with_token(client, auth, api_token):
     headers = {"Authorization": f"Bearer {api_token('assessor')}"}
     r = client.post("/api/v1/imports/scores", headers=headers, content_type="multipart/form-data",
                     data={"quarter": "2026Q3", "file": (io.BytesIO(scores.encode()), "scores.csv")})
+    assert r.status_code == 422
+    report = r.get_json()
+    assert report["aborted"] is True and report["imported"] == 0 and report["valid"] == 1
+    assert [(x["row"], x["column"], x["value"]) for x in report["rejected"]] == [(3, "综合考核得分", "abc")]
+    r = client.post("/api/v1/imports/scores", headers=headers, content_type="multipart/form-data",
+                    data={"quarter": "2026Q3", "partial": "true",
+                          "file": (io.BytesIO(scores.encode()), "scores.csv")})
     assert r.status_code == 200
     report = r.get_json()
     assert report["imported"] == 1 and len(report["rejected"]) == 1 and report["rejected"][0]["value"] == "abc"
