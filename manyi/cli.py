@@ -24,15 +24,19 @@ PARTS = (
     "analytics.web.cli",
     "manyi.demo",
 )
+# Commands whose part is known without importing the others. The terminal runs `manyi device`
+# on a Pi Zero: loading the server's command modules there would cost memory (analytics.web
+# brings Flask) and fail outright where only `.[device]` is installed (no Flask at all).
+LIGHT_COMMANDS = {"device": ("device.cli",), "simulate": ("device.cli",)}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every installed part's sub-commands."""
+def build_parser(parts: tuple[str, ...] = PARTS) -> argparse.ArgumentParser:
+    """The argument parser with the sub-commands of every installed part (or only of ``parts``)."""
     parser = argparse.ArgumentParser(prog="manyi", description="满意: citizen-satisfaction system for 人社 service halls")
     parser.add_argument("--version", action="version", version=f"manyi {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in PARTS:
+    for name in parts:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -46,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``manyi`` command; return its exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    parser = build_parser(LIGHT_COMMANDS.get(command, PARTS))
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
