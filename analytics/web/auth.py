@@ -11,7 +11,13 @@ tokens are random and stored only as SHA-256 hashes. Roles:
 
 Every non-GET request from a browser session must carry the session's CSRF token
 (form field ``csrf_token`` or header ``X-CSRF-Token``); requests authenticated with
-``Authorization: Bearer <token>`` carry no cookie and are exempt.
+``Authorization: Bearer <token>`` carry no cookie and are exempt, and a token is accepted
+on /api/ paths only (it opens no page and submits no form).
+
+Sessions: the signed cookie holds a random session id whose hash is kept in the
+``web_sessions`` table. A login starts a new id (a cookie planted before is worthless),
+logout ends it, and a password reset or disabling ends every session of that user, so a
+copied cookie stops working on the server and not only in the browser.
 """
 
 from __future__ import annotations
@@ -77,6 +83,15 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log(at);
+CREATE TABLE IF NOT EXISTS web_sessions (
+    id INTEGER PRIMARY KEY,
+    sid_hash TEXT NOT NULL UNIQUE,   -- SHA-256 of the id in the cookie
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    ip TEXT,
+    created_at TEXT NOT NULL,        -- wall-clock UTC (not the app clock, which a demo may speed up)
+    ended_at TEXT
+);
+CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions(user_id);
 """
 
 
@@ -179,6 +194,7 @@ def set_password(db, username: str, password: str) -> None:
         raise AuthError(f"no user {username!r}")
     db.execute("UPDATE users SET password_hash = ? WHERE username = ?", (generate_password_hash(password), username))
     db.execute("DELETE FROM login_failures WHERE kind = 'user' AND key = ?", (username,))
+    end_sessions(db, get_user(db, username).id)
 
 
 def set_disabled(db, username: str, disabled: bool) -> None:
@@ -186,6 +202,8 @@ def set_disabled(db, username: str, disabled: bool) -> None:
     if get_user(db, username) is None:
         raise AuthError(f"no user {username!r}")
     db.execute("UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), username))
+    if disabled:
+        end_sessions(db, get_user(db, username).id)
 
 
 def create_token(db, username: str, name: str = "", now: datetime | None = None) -> str:
@@ -201,6 +219,25 @@ def create_token(db, username: str, name: str = "", now: datetime | None = None)
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def list_tokens(db) -> list[dict]:
+    """Every API token (never the token itself): id, username, name, created_at, last_used, revoked."""
+    ensure_schema(db)
+    return [dict(r) for r in db.query(
+        "SELECT t.id, u.username, t.name, t.created_at, t.last_used, t.revoked FROM api_tokens t "
+        "JOIN users u ON u.id = t.user_id ORDER BY t.id")]
+
+
+def revoke_token(db, token_id: int) -> str:
+    """Revoke the token with id ``token_id``; return its user's name; AuthError if there is no such token."""
+    ensure_schema(db)
+    rows = db.query("SELECT u.username FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?",
+                    (int(token_id),))
+    if not rows:
+        raise AuthError(f"no API token with id {token_id}")
+    db.execute("UPDATE api_tokens SET revoked = 1 WHERE id = ?", (int(token_id),))
+    return rows[0]["username"]
 
 
 def user_for_token(db, token: str, now: datetime | None = None) -> User | None:
@@ -239,11 +276,10 @@ def authenticate(db, username: str, password: str, ip: str, now: datetime, *, ma
     if _failures(db, "user", username, since) >= max_user or _failures(db, "ip", ip, since) >= max_ip:
         raise LoginLocked("too many failed logins; try again in 15 minutes")
     rows = db.query("SELECT * FROM users WHERE username = ?", (username,))
-    ok = bool(rows) and not rows[0]["disabled"] and check_password_hash(rows[0]["password_hash"], password or "")
+    # Exactly one hash check whatever the name: the response time reveals neither unknown nor disabled names.
+    matches = check_password_hash(rows[0]["password_hash"] if rows else _DUMMY_HASH, password or "")
+    ok = bool(rows) and not rows[0]["disabled"] and matches
     if not ok:
-        if not rows:
-            # Spend the same time as a real check, so the response time does not reveal names.
-            check_password_hash(_DUMMY_HASH, password or "")
         with db.transaction() as conn:
             conn.execute("INSERT INTO login_failures (kind, key, at) VALUES ('user', ?, ?)", (username, _now_text(now)))
             conn.execute("INSERT INTO login_failures (kind, key, at) VALUES ('ip', ?, ?)", (ip, _now_text(now)))
@@ -255,6 +291,51 @@ def authenticate(db, username: str, password: str, ip: str, now: datetime, *, ma
 
 
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+# --- server-side session records --------------------------------------------------------------
+
+def _wall_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def start_session(db, user: User, ip: str | None = None) -> str:
+    """Record a new login session of ``user``; return the random id for the cookie."""
+    ensure_schema(db)
+    sid = secrets.token_urlsafe(32)
+    db.execute("INSERT INTO web_sessions (sid_hash, user_id, ip, created_at) VALUES (?, ?, ?, ?)",
+               (_token_hash(sid), user.id, ip, _now_text(_wall_now())))
+    return sid
+
+
+def session_user(db, sid: str | None, user_id, lifetime: timedelta) -> User | None:
+    """The enabled user of a live session ``sid`` (not ended, younger than ``lifetime``), or None."""
+    if not sid or not isinstance(sid, str):
+        return None
+    rows = db.query("SELECT u.* FROM web_sessions s JOIN users u ON u.id = s.user_id "
+                    "WHERE s.sid_hash = ? AND s.user_id = ? AND s.ended_at IS NULL AND s.created_at >= ?",
+                    (_token_hash(sid), user_id, _now_text(_wall_now() - lifetime)))
+    if not rows or rows[0]["disabled"]:
+        return None
+    return _user(rows[0])
+
+
+def end_session(db, sid: str | None) -> None:
+    """End one session (logout)."""
+    if sid:
+        db.execute("UPDATE web_sessions SET ended_at = ? WHERE sid_hash = ? AND ended_at IS NULL",
+                   (_now_text(_wall_now()), _token_hash(sid)))
+
+
+def end_sessions(db, user_id: int) -> None:
+    """End every session of a user (password reset, account disabled)."""
+    ensure_schema(db)
+    db.execute("UPDATE web_sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
+               (_now_text(_wall_now()), user_id))
+
+
+def _forget_old_sessions(db, lifetime: timedelta) -> None:
+    db.execute("DELETE FROM web_sessions WHERE created_at < ?", (_now_text(_wall_now() - 2 * lifetime),))
 
 
 # --- audit log -----------------------------------------------------------------------------
@@ -287,7 +368,7 @@ def audit_entries(db, limit: int = 200, action: str | None = None, username: str
         sql += " AND username = ?"
         params.append(username)
     sql += " ORDER BY id DESC LIMIT ?"
-    params.append(int(limit))
+    params.append(max(1, min(int(limit), 10_000)))
     return [dict(r) | {"detail": json.loads(r["detail"] or "{}")} for r in db.query(sql, params)]
 
 
@@ -361,6 +442,8 @@ def _load_user() -> None:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         g.via_token = True
+        if not is_api_request():
+            return jsonify(error="unauthorized", message="API tokens are accepted on /api/ paths only"), 401
         user = user_for_token(get_db(), header[7:].strip(), get_clock().now())
         if user is None:
             return _unauthorized_token()
@@ -368,8 +451,8 @@ def _load_user() -> None:
         return None
     user_id = session.get("user_id")
     if user_id is not None:
-        user = get_user(get_db(), user_id=user_id)
-        if user is None or user.disabled:
+        user = session_user(get_db(), session.get("sid"), user_id, current_app.permanent_session_lifetime)
+        if user is None:
             session.clear()
         else:
             g.user = user
@@ -419,15 +502,19 @@ def login():
                                 window=timedelta(seconds=config["LOGIN_WINDOW_SECONDS"]))
         except LoginLocked:
             audit("login.locked", {"username": username})
-            error = "登录失败次数过多，账户已暂时锁定，请15分钟后再试"
+            minutes = max(1, -(-int(config["LOGIN_WINDOW_SECONDS"]) // 60))
+            error = f"登录失败次数过多，账户已暂时锁定，请{minutes}分钟后再试"
             return render_template("login.html", error=error, username=username), 429
         if user is None:
             audit("login.failed", {"username": username})
             error = "用户名或密码错误"
             return render_template("login.html", error=error, username=username), 401
+        db = get_db()
         session.clear()
         session.permanent = True
         session["user_id"] = user.id
+        session["sid"] = start_session(db, user, request.remote_addr)
+        _forget_old_sessions(db, current_app.permanent_session_lifetime)
         csrf_token()
         g.user = user
         audit("login", {"username": user.username})
@@ -440,6 +527,7 @@ def logout():
     """End the session (POST with CSRF, so another site cannot log a user out)."""
     if current_user() is not None:
         audit("logout", {})
+    end_session(get_db(), session.get("sid"))
     session.clear()
     flash("已退出登录")
     return redirect(url_for("auth.login"))
@@ -449,8 +537,9 @@ def init_app(app) -> None:
     """Install user loading, CSRF checking, security headers and the template helpers."""
     app.before_request(_before)
     app.after_request(_security_headers)
+    from .tables import link_args
     app.jinja_env.globals.update(csrf_field=csrf_field, csrf_token=csrf_token, current_user=current_user,
-                                 role_labels=ROLE_LABELS)
+                                 role_labels=ROLE_LABELS, link_args=link_args)
     with app.app_context():
         ensure_schema(get_db())
 
@@ -464,16 +553,26 @@ def _before():
     return _check_csrf()
 
 
+PUBLIC_ASSETS = frozenset({"static", "live.plotly_js", "live.favicon", "live.topojson"})
+
+
 def _security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
+    if request.is_secure and current_app.config.get("SESSION_COOKIE_SECURE"):
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     # Everything comes from this server: no CDN, no tiles, no inline scripts.
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
         "frame-ancestors 'none'")
-    if current_user() is not None and response.mimetype == "text/html":
-        response.headers.setdefault("Cache-Control", "no-store")
+    if current_user() is not None and request.endpoint not in PUBLIC_ASSETS:
+        # A logged-in user's pages, JSON and downloads are never kept by the browser or a proxy.
+        cache = response.headers.get("Cache-Control", "")
+        if "no-store" not in cache:
+            response.headers["Cache-Control"] = f"no-store, {cache}" if cache else "no-store"
     return response

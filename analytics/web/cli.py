@@ -58,6 +58,13 @@ def register(subparsers) -> None:
     tadd.add_argument("--name", default="", help="what the token is for")
     tadd.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
     tadd.set_defaults(func=cmd_token_add)
+    tlist = token_sub.add_parser("list", help="list API tokens (id, user, name, created, last used, state)")
+    tlist.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    tlist.set_defaults(func=cmd_token_list)
+    trevoke = token_sub.add_parser("revoke", help="revoke an API token by its id (see token list)")
+    trevoke.add_argument("token_id", type=int)
+    trevoke.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    trevoke.set_defaults(func=cmd_token_revoke)
 
 
 def _common(parser) -> None:
@@ -172,4 +179,36 @@ def cmd_token_add(args) -> int:
     finally:
         db.close()
     print(token)
+    return 0
+
+
+def cmd_token_list(args) -> int:
+    """Print the API tokens (never the tokens themselves)."""
+    from analytics.db import CenterDB
+    from analytics.web.auth import list_tokens
+
+    db = CenterDB(_db_path(args))
+    try:
+        for token in list_tokens(db):
+            state = "revoked" if token["revoked"] else "active"
+            print(f"{token['id']}\t{token['username']}\t{token['name'] or '-'}\t{token['created_at']}\t"
+                  f"{token['last_used'] or '-'}\t{state}")
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_token_revoke(args) -> int:
+    """Revoke an API token (audited as done by the command line)."""
+    from analytics.db import CenterDB
+    from analytics.web.auth import revoke_token, write_audit
+
+    db = CenterDB(_db_path(args))
+    try:
+        username = revoke_token(db, args.token_id)
+        write_audit(db, "token.revoke", {"username": username, "token": args.token_id},
+                    username=f"cli:{getpass.getuser()}")
+    finally:
+        db.close()
+    print(f"token {args.token_id} of {username} revoked")
     return 0

@@ -323,7 +323,9 @@ def city():
     """The city page; county staff go straight to their county."""
     user = current_user()
     if user.role == "county":
-        return redirect(url_for("drill.unit", level="county", code=user.county_code, **request.args))
+        # Only the period parameters are carried over (url_for's own _external/_scheme and level/code are not).
+        keep = {k: v for k, v in request.args.items() if k in ("days", "from", "to")}
+        return redirect(url_for("drill.unit", level="county", code=user.county_code, **keep))
     data = _load("city", CITY_CODE)
     return render_template("drill/unit.html", data=data, figures=figures(data), args=request.args)
 

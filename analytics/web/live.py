@@ -224,7 +224,7 @@ def _has_problem(row: dict) -> bool:
 @roles_required("admin")
 def audit_page():
     """The audit log (administrators)."""
-    entries = auth.audit_entries(get_db(), limit=int(request.args.get("limit", 300)),
+    entries = auth.audit_entries(get_db(), limit=request.args.get("limit", 300, type=int),
                                  action=request.args.get("action") or None, username=request.args.get("user") or None)
     return render_template("audit.html", entries=entries, action=request.args.get("action", ""),
                            user=request.args.get("user", ""))
@@ -435,7 +435,7 @@ def api_terminals():
 @roles_required("admin")
 def api_audit():
     """The newest audit entries (administrators)."""
-    return jsonify(entries=auth.audit_entries(get_db(), limit=int(request.args.get("limit", 200)),
+    return jsonify(entries=auth.audit_entries(get_db(), limit=request.args.get("limit", 200, type=int),
                                               action=request.args.get("action") or None,
                                               username=request.args.get("user") or None))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from urllib.parse import quote
 
 from flask import Response, abort
@@ -48,9 +49,17 @@ def table_bytes(rows: list[dict], columns: list[tuple[str, str]], fmt: str, shee
     raise ValueError(f"format {fmt!r} is not csv or xlsx")
 
 
+def safe_filename(filename: str) -> str:
+    """``filename`` without folders, quotes or control characters (the name of a download, never a path)."""
+    name = re.sub(r'[\x00-\x1f\x7f"\\/:*?<>|;]', "_", filename or "")
+    name = name.lstrip(".") or "download"
+    return name[:150]
+
+
 def download(data: bytes, filename: str, fmt: str) -> Response:
-    """A file download response with a UTF-8 file name."""
+    """A file download response with a UTF-8 file name (sanitised: no folders, quotes or line breaks)."""
     mimetype = FORMATS.get(fmt) or {"html": "text/html; charset=utf-8"}.get(fmt, "application/octet-stream")
+    filename = safe_filename(filename)
     ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
     return Response(data, mimetype=mimetype, headers={
         "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"})
@@ -61,6 +70,12 @@ def table_download(rows, columns, fmt: str, stem: str) -> Response:
     if fmt not in FORMATS:
         abort(404, description=f"不支持的导出格式：{fmt}")
     return download(table_bytes(rows, columns, fmt, stem), f"{stem}.{fmt}", fmt)
+
+
+def link_args(args, *drop: str) -> dict:
+    """Template helper: the query parameters to carry into a link, without ``drop`` and without the
+    ``_external``/``_scheme``/``_anchor`` names that url_for would obey (``?_scheme=javascript``)."""
+    return {k: v for k, v in args.items() if not k.startswith("_") and k not in drop}
 
 
 def cn_time(value) -> str:
