@@ -65,11 +65,20 @@ def csv_bytes(rows: Iterable[Iterable]) -> bytes:
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
+_SPACE_RUN = re.compile(r"\s+")
+_SPACE_CHARS = re.compile(r"\s")
+
+
 def clean_text(value) -> str:
     """A cell as clean text: NFKC (full-width → half-width), non-breaking and ideographic
-    spaces folded, stripped; integral floats lose their ``.0``; dates become ISO strings."""
+    spaces folded, control characters (NUL ...) removed, stripped; integral floats lose
+    their ``.0``; dates become ISO strings."""
     if value is None:
         return ""
+    if type(value) is str and value.isprintable() and "  " not in value \
+            and unicodedata.is_normalized("NFKC", value):
+        # fast path (most cells): nothing to normalise, fold or remove
+        return value.strip(" ")
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
@@ -84,12 +93,12 @@ def clean_text(value) -> str:
         return value.isoformat()
     text = _CONTROL.sub("", unicodedata.normalize("NFKC", str(value)))
     text = text.replace("\u00a0", " ").replace("\u200b", "").replace("\ufeff", "")
-    return re.sub(r"\s+", " ", text).strip()
+    return _SPACE_RUN.sub(" ", text).strip()
 
 
 def compact(text: str) -> str:
     """clean_text without any spaces (for names: Chinese names contain none)."""
-    return re.sub(r"\s+", "", clean_text(text))
+    return _SPACE_CHARS.sub("", clean_text(text))
 
 
 _HEADER_STRIP = re.compile(r"[\s*:：()（）\[\]【】_\-./]")
@@ -461,6 +470,7 @@ class UnitMatcher:
             self.town_exact.setdefault(t.name, []).append(t.code)
             self.town_stripped.setdefault(strip_suffix(t.name), []).append(t.code)
         self.aliases = {compact(alias): code for alias, code in registry.aliases.items()}
+        self._memo: dict[tuple[str, str, str], UnitMatch | tuple] = {}
 
     def county(self, text: str) -> str:
         """County code for a name or code; raise UnitMatchError with candidates."""
@@ -532,7 +542,25 @@ class UnitMatcher:
         raise UnitMatchError("county", "", "缺少县区和乡镇(街道)", [])
 
     def match_cells(self, code: str, county: str, township: str) -> UnitMatch:
-        """Match a row by its code cell first, else by its county/township names."""
+        """Match a row by its code cell first, else by its county/township names (memoised:
+        a long file names the same few hundred units over and over)."""
+        key = (code, county, township)
+        cached = self._memo.get(key)
+        if cached is None:
+            try:
+                cached = self._match_cells(code, county, township)
+            except UnitMatchError as exc:
+                cached = (exc.column, exc.value, exc.reason, exc.candidates, exc.code)
+            if len(self._memo) < 100_000:
+                self._memo[key] = cached
+        if isinstance(cached, UnitMatch):
+            return cached
+        column, value, reason, candidates, error_code = cached
+        error = UnitMatchError(column, value, reason, list(candidates), error_code)
+        error.code = error_code
+        raise error
+
+    def _match_cells(self, code: str, county: str, township: str) -> UnitMatch:
         code = compact(code)
         reg = self.registry
         if code:
@@ -604,6 +632,9 @@ _DATE_PATTERNS = (
 )
 
 
+_SERIAL_DAY = re.compile(r"\d{5}(\.\d+)?")
+
+
 def parse_local_datetime(text: str) -> datetime:
     """Parse a date/time as written in a survey sheet (China time): 2026-07-15, 2026/7/15 10:30,
     2026年7月15日, 20260715, 2026-07-15T10:30:00+08:00, or an Excel serial day number."""
@@ -613,7 +644,7 @@ def parse_local_datetime(text: str) -> datetime:
         if match:
             y, m, d, hh, mm, ss = (int(g) if g else 0 for g in match.groups())
             return datetime(y, m, d, hh, mm, ss, tzinfo=CHINA_TZ)
-    if re.fullmatch(r"\d{5}(\.\d+)?", text) and 20000 < float(text) < 80000:
+    if _SERIAL_DAY.fullmatch(text) and 20000 < float(text) < 80000:
         return datetime(1899, 12, 30, tzinfo=CHINA_TZ) + timedelta(days=float(text))
     return parse_china_time(text)  # raises ValueError
 
@@ -745,23 +776,24 @@ class _RollBack(Exception):
     """Raised inside the import transaction to undo it (rows were rejected while writing)."""
 
 
-def commit_import(db, report: ImportReport, write: Callable[[sqlite3.Connection], None],
-                  link: Callable[[sqlite3.Connection, int], None] | None = None) -> ImportReport:
-    """Write an import all-or-nothing: ``write(conn)``, the import_log row and ``link(conn,
-    import_id)`` (to stamp the new rows with the import id) run in one transaction. Unless ``report.partial``, nothing is written when any row is rejected,
-    before or during ``write`` (which may reject rows, e.g. conflicts with stored data): the
-    report is then marked ``aborted`` with imported = 0. A database failure rolls everything
-    back and raises StoreError."""
+def commit_import(db, report: ImportReport, write: Callable[[sqlite3.Connection, int], None]) -> ImportReport:
+    """Write an import all-or-nothing, in one transaction: an import_log row is opened,
+    ``write(conn, import_id)`` stores the rows (stamped with that id) and counts them in the
+    report, and the log row gets the final report. Unless ``report.partial``, nothing is
+    written when any row is rejected, before or during ``write`` (which may reject rows,
+    e.g. conflicts with stored data): the report is then marked ``aborted`` with
+    imported = 0. A database failure rolls everything back and raises StoreError."""
     if report.rejected and not report.partial:
         return _aborted(report)
     try:
         with db.transaction() as conn:
-            write(conn)
+            import_id = log_import(conn, report)
+            write(conn, import_id)
             if report.rejected and not report.partial:
                 raise _RollBack
-            import_id = log_import(conn, report)
-            if link is not None:
-                link(conn, import_id)
+            conn.execute("UPDATE import_log SET imported = ?, rejected = ?, report = ? WHERE id = ?",
+                         (report.imported, len(report.rejected),
+                          json.dumps(report.to_dict(), ensure_ascii=False), import_id))
     except _RollBack:
         return _aborted(report)
     except sqlite3.Error as exc:
@@ -826,15 +858,14 @@ CREATE TABLE IF NOT EXISTS import_log (
 
 
 def log_import(conn, report: ImportReport) -> int:
-    """Record an import in import_log (inside the caller's transaction); return its id."""
+    """Open an import's import_log row (inside the caller's transaction; :func:`commit_import`
+    fills in the counts and the report once the rows are written); return its id."""
     cursor = conn.execute(
         "INSERT INTO import_log (kind, quarter, filename, imported_at, rows_read, imported, rejected, report)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (report.kind, report.quarter, report.filename, datetime.now(timezone.utc).isoformat(timespec="seconds"),
          report.rows_read, report.imported, len(report.rejected), "{}"))
     report.import_id = int(cursor.lastrowid)
-    conn.execute("UPDATE import_log SET report = ? WHERE id = ?",
-                 (json.dumps(report.to_dict(), ensure_ascii=False), report.import_id))
     return report.import_id
 
 

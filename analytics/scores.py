@@ -114,7 +114,7 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
 
     report.valid = len(records)
 
-    def write(conn) -> None:
+    def write(conn, import_id: int) -> None:
         if replace:
             report.replaced = conn.execute("DELETE FROM base_scores WHERE quarter = ?", (str(quarter),)).rowcount
         existing = {(r[0], r[1]): r[2] for r in conn.execute(
@@ -130,15 +130,11 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
                                   f"{matcher.describe(record[2])} 已有得分 {existing[key]:g}；要更正请选择替换导入",
                                   "conflict")
                 continue
-            conn.execute("INSERT INTO base_scores (quarter, level, code, score, source_row) VALUES (?, ?, ?, ?, ?)",
-                         record)
+            conn.execute("INSERT INTO base_scores (quarter, level, code, score, source_row, import_id)"
+                         " VALUES (?, ?, ?, ?, ?, ?)", record + (import_id,))
             report.imported += 1
 
-    def link(conn, import_id: int) -> None:
-        conn.execute("UPDATE base_scores SET import_id = ? WHERE quarter = ? AND import_id IS NULL",
-                     (import_id, str(quarter)))
-
-    return commit_import(db, report, write, link)
+    return commit_import(db, report, write)
 
 
 def _split_name(matcher: UnitMatcher, name: str) -> tuple[str, str]:

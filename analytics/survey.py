@@ -147,9 +147,13 @@ def _hash(salt: bytes, text: str) -> str:
 # --------------------------------------------------------------------------- import
 
 
+_ANSWER_NOISE = re.compile(r"[\s_\-'’.。]")
+_NON_DIGIT = re.compile(r"\D")
+
+
 def map_answer(text: str) -> str | None:
     """satisfied / basic / unsatisfied / excluded for an answer as written, None when unknown."""
-    key = re.sub(r"[\s_\-'’.。]", "", clean_text(text).lower())
+    key = _ANSWER_NOISE.sub("", clean_text(text).lower())
     if key in ANSWERS:
         return ANSWERS[key]
     if clean_text(text).lower() in ("n/a", "-"):
@@ -176,6 +180,13 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
     labels = {c.key: header.labels.get(c.key, c.label) for c in COLUMNS}
     seen: dict[str, int] = {}
     records: list[tuple] = []
+    q_text, q_start, q_end = str(quarter), quarter.start, quarter.end
+    keyed = hmac.new(salt, digestmod=hashlib.sha256)   # copied per row: cheaper than a new HMAC
+
+    def row_hash(text: str) -> str:
+        h = keyed.copy()
+        h.update(text.encode("utf-8"))
+        return h.hexdigest()
 
     for row_number, cells in data_rows(table, header, report, progress):
         # date
@@ -188,7 +199,7 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
         except ValueError:
             report.reject(row_number, labels["date"], date_text, f"日期“{date_text}”无法识别", "bad_date")
             continue
-        if not quarter.start <= answered < quarter.end:
+        if not q_start <= answered < q_end:
             report.reject(row_number, labels["date"], date_text,
                           f"日期 {answered.date()} 不在 {quarter}（{quarter.start.date()} 至 "
                           f"{(quarter.end - timedelta(days=1)).date()}，北京时间）内", "out_of_quarter")
@@ -212,42 +223,39 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
         # phone
         phone_text = header.cell(cells, "phone")
         phone = normalise_phone(phone_text) if phone_text else ""
-        if phone_text and (len(re.sub(r"\D", "", phone)) < 4 or (len(phone) < 7)):
+        if phone_text and (len(_NON_DIGIT.sub("", phone)) < 4 or (len(phone) < 7)):
             report.reject(row_number, labels["phone"], mask_phone(phone_text), "手机号格式不正确", "bad_phone")
             continue
-        note = mask_digits(header.cell(cells, "note"))
-        key = _hash(salt, "\x1f".join((str(quarter), answered.isoformat(), phone, unit[0], unit[1],
-                                       compact(answer_text), header.cell(cells, "note"))))
+        raw_note = header.cell(cells, "note")
+        answered_text = answered.isoformat()
+        answer = compact(answer_text)
+        key = row_hash("\x1f".join((q_text, answered_text, phone, unit[0], unit[1], answer, raw_note)))
         if key in seen:
             report.duplicates += 1
             continue
         seen[key] = row_number
-        last4 = re.sub(r"\D", "", phone)[-4:] if phone else ""
-        phone_hash = _hash(salt, "phone:" + phone)[:16] if phone else ""
-        records.append((str(quarter), key, answered.isoformat(), unit[0], unit[1], unit[2], rating,
-                        compact(answer_text), last4, phone_hash, note, row_number))
+        last4 = _NON_DIGIT.sub("", phone)[-4:] if phone else ""
+        phone_hash = row_hash("phone:" + phone)[:16] if phone else ""
+        records.append((q_text, key, answered_text, unit[0], unit[1], unit[2], rating,
+                        answer, last4, phone_hash, mask_digits(raw_note) if raw_note else "", row_number))
 
     report.valid = len(records)
 
-    def write(conn) -> None:
+    def write(conn, import_id: int) -> None:
         if replace:
             report.replaced = conn.execute("DELETE FROM survey_answers WHERE quarter = ?", (str(quarter),)).rowcount
-        for record in records:
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO survey_answers (quarter, row_key, answered_at, level, code, county_code, rating,"
-                " answer, phone_last4, phone_hash, note, source_row) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                record)
-            if cursor.rowcount:
-                report.imported += 1
-                report.excluded += record[6] == EXCLUDED
-            else:
-                report.already_present += 1
+        present = {row[0] for row in conn.execute("SELECT row_key FROM survey_answers WHERE quarter = ?",
+                                                  (str(quarter),))}
+        new = [record for record in records if record[1] not in present]
+        conn.executemany(
+            "INSERT INTO survey_answers (quarter, row_key, answered_at, level, code, county_code, rating,"
+            " answer, phone_last4, phone_hash, note, source_row, import_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (record + (import_id,) for record in new))
+        report.imported = len(new)
+        report.excluded = sum(1 for record in new if record[6] == EXCLUDED)
+        report.already_present = len(records) - len(new)
 
-    def link(conn, import_id: int) -> None:
-        conn.execute("UPDATE survey_answers SET import_id = ? WHERE quarter = ? AND import_id IS NULL",
-                     (import_id, str(quarter)))
-
-    return commit_import(db, report, write, link)
+    return commit_import(db, report, write)
 
 
 # --------------------------------------------------------------------------- queries
