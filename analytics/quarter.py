@@ -148,24 +148,31 @@ def _utc(moment) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def _utc_column(moments) -> pd.Series:
+    """Aware (or naive = UTC) datetimes, None = open end, as one datetime64[us, UTC] column."""
+    stamps = {}
+    for moment in set(moments):     # few distinct instants: convert each once
+        stamps[moment] = _utc(moment) if moment is not None else _FAR_FUTURE
+    return pd.Series([stamps[m] for m in moments], dtype="datetime64[us, UTC]")
+
+
 def assignment_frame(registry) -> pd.DataFrame:
     """The registry's assignment history: device, window_id, valid_from, valid_to (UTC; open end = far future)."""
-    rows = [(a.device, a.window_id, _utc(a.valid_from), _utc(a.valid_to) if a.valid_to else _FAR_FUTURE)
-            for a in registry.assignments]
-    frame = pd.DataFrame(rows, columns=["device", "window_id", "valid_from", "valid_to"])
-    for column in ("valid_from", "valid_to"):
-        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
-    return frame
+    rows = registry.assignments
+    return pd.DataFrame({"device": pd.Series([a.device for a in rows], dtype=object),
+                         "window_id": pd.Series([a.window_id for a in rows], dtype=object),
+                         "valid_from": _utc_column([a.valid_from for a in rows]),
+                         "valid_to": _utc_column([a.valid_to for a in rows])})
 
 
 def roster_frame(registry) -> pd.DataFrame:
     """The duty roster: window_id, staff_id, staff_name, valid_from, valid_to (UTC; open end = far future)."""
-    rows = [(r.window_id, r.staff_id, r.staff_name, _utc(r.valid_from),
-             _utc(r.valid_to) if r.valid_to else _FAR_FUTURE) for r in getattr(registry, "roster", [])]
-    frame = pd.DataFrame(rows, columns=["window_id", "staff_id", "staff_name", "valid_from", "valid_to"])
-    for column in ("valid_from", "valid_to"):
-        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
-    return frame
+    rows = getattr(registry, "roster", [])
+    return pd.DataFrame({"window_id": pd.Series([r.window_id for r in rows], dtype=object),
+                         "staff_id": pd.Series([r.staff_id for r in rows], dtype=object),
+                         "staff_name": pd.Series([r.staff_name for r in rows], dtype=object),
+                         "valid_from": _utc_column([r.valid_from for r in rows]),
+                         "valid_to": _utc_column([r.valid_to for r in rows])})
 
 
 def empty_staff() -> pd.DataFrame:
@@ -186,6 +193,23 @@ def _shift_windows(roster: pd.DataFrame, s_utc, e_utc) -> list[str]:
     times = times[(times["t"] > s_utc) & (times["t"] < e_utc)]
     local = times["t"].dt.tz_convert("Asia/Shanghai")
     return sorted(set(times.loc[local != local.dt.normalize(), "window_id"]))
+
+
+def _roster_change_windows(roster: pd.DataFrame, s_utc, e_utc) -> list[str]:
+    """Windows whose roster changes inside the quarter (at any time)."""
+    if not len(roster):
+        return []
+    inside = lambda col: (roster[col] > s_utc) & (roster[col] < e_utc)  # noqa: E731
+    return sorted(set(roster.loc[inside("valid_from") | inside("valid_to"), "window_id"]))
+
+
+def _totals_frame(rows, at) -> pd.DataFrame:
+    """Period totals (device, rating, kept, excluded) as count rows stamped at ``at``."""
+    frame = pd.DataFrame.from_records(rows, columns=["device", "rating", "count", "excluded"])
+    frame.insert(1, "at", pd.Series(at, index=frame.index, dtype="datetime64[us, UTC]"))
+    frame["count"] = frame["count"].astype("int64")
+    frame["excluded"] = frame["excluded"].astype("int64")
+    return frame
 
 
 def _rows_frame(rows) -> pd.DataFrame:
@@ -211,8 +235,21 @@ def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict,
     shift_devices = set(assign.loc[during, "device"]) - set(moved["device"])
     movers = sorted(set(moved["device"]) | shift_devices)
 
-    day = _rows_frame(store.counts(start, end, "day"))
-    day = day[~day["device"].isin(movers)]
+    totals = getattr(store, "totals", None)
+    if callable(totals):
+        # Stores with period totals (SQLiteStore): one row per terminal and rating for the whole
+        # quarter, stamped at its start, for every terminal whose window and staff stay the same
+        # all quarter; day buckets for the terminals of windows whose staff changes at midnight.
+        staffed = _roster_change_windows(roster, s_utc, e_utc)
+        during_staffed = (assign["valid_from"] < e_utc) & (assign["valid_to"] > s_utc) & assign["window_id"].isin(staffed)
+        daily = sorted(set(assign.loc[during_staffed, "device"]) - set(movers))
+        day = _totals_frame(totals(start, end), s_utc)
+        day = day[~day["device"].isin(movers) & ~day["device"].isin(daily)]
+        if daily:
+            day = pd.concat([day, _rows_frame(store.counts(start, end, "day", devices=daily))], ignore_index=True)
+    else:
+        day = _rows_frame(store.counts(start, end, "day"))
+        day = day[~day["device"].isin(movers)]
     parts = [day]
     n_rows = len(day)
     raw_votes = 0
@@ -280,11 +317,13 @@ def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict,
         "count_rows": n_rows,
         "moved_terminals": len(set(moved["device"])),
         "raw_votes_read": raw_votes,
-        "buckets": "按日（季度内移动过的终端按小时，移动所在小时逐票）",
+        "buckets": ("按季度合计（季度内移动过的终端按小时，移动所在小时逐票）" if callable(totals)
+                    else "按日（季度内移动过的终端按小时，移动所在小时逐票）"),
     }
     if len(roster):
         info.update(shift_terminals=len(shift_devices), unstaffed_votes=unstaffed["votes"])
-        info["buckets"] = "按日（季度内移动过的终端及有日内换班窗口的终端按小时，移动所在小时逐票；换班按整点归属）"
+        info["buckets"] = (("按季度合计（换班窗口的终端按日；" if callable(totals) else "按日（")
+                           + "季度内移动过的终端及有日内换班窗口的终端按小时，移动所在小时逐票；换班按整点归属）")
     return wide, info, notes, per_staff
 
 
@@ -326,7 +365,11 @@ def staff_frame(registry, quarter: Quarter, per_staff: pd.DataFrame, windows: pd
     duty = roster.groupby(["staff_id", "window_id"], as_index=False)["duty"].sum()
     main = duty.sort_values(["staff_id", "duty", "window_id"], ascending=[True, False, True])
     main = main.drop_duplicates("staff_id")
-    listed = duty.sort_values(["staff_id", "window_id"]).groupby("staff_id")["window_id"].agg(", ".join)
+    sat: dict[str, list[str]] = {}
+    ordered = duty.sort_values(["staff_id", "window_id"])
+    for staff_id, window_id in zip(ordered["staff_id"].tolist(), ordered["window_id"].tolist()):
+        sat.setdefault(staff_id, []).append(window_id)
+    listed = {staff_id: ", ".join(windows) for staff_id, windows in sat.items()}
     names = roster.sort_values(["staff_id", "valid_from"]).drop_duplicates("staff_id", keep="last")
     frame = main[["staff_id", "window_id"]].merge(names[["staff_id", "staff_name"]], on="staff_id")
     frame = frame.rename(columns={"staff_name": "name"}).assign(windows=frame["staff_id"].map(listed))

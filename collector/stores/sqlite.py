@@ -91,7 +91,51 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+# A coarser roll-up for period totals (totals()): months of China time, kept equal to the
+# sums of the hourly roll-up by triggers, so every writer (also an older collector that
+# knows nothing of it) maintains it in the same transaction. Added in a later version: an
+# existing file gets it, filled from its hourly roll-up, the first time it is opened.
+ROLLUP_LEVELS = """
+CREATE TABLE IF NOT EXISTS rollup_month (
+    device TEXT NOT NULL,
+    month INTEGER NOT NULL,         -- epoch seconds of the China-time first of the month, 00:00
+    rating TEXT NOT NULL,
+    kept INTEGER NOT NULL DEFAULT 0,
+    excluded INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (month, device, rating)
+) WITHOUT ROWID;
+"""
+_MONTH_SQL = "(CAST(strftime('%s', {h} + 28800, 'unixepoch', 'start of month') AS INTEGER) - 28800)"
+
+
+def _level_triggers(source: str, target: str, column: str, key_sql: str, source_column: str) -> str:
+    def upsert(row: str, kept: str, excluded: str) -> str:
+        key = key_sql.format(h=f"{row}.{source_column}")
+        return (f"INSERT INTO {target} (device, {column}, rating, kept, excluded)"
+                f" VALUES ({row}.device, {key}, {row}.rating, {kept}, {excluded})"
+                f" ON CONFLICT ({column}, device, rating) DO UPDATE SET kept = kept + excluded.kept,"
+                f" excluded = {target}.excluded + excluded.excluded;")
+    same = f"OLD.device = NEW.device AND OLD.{source_column} = NEW.{source_column} AND OLD.rating = NEW.rating"
+    name = f"{source}_to_{target}"
+    return (f"CREATE TRIGGER IF NOT EXISTS {name}_ins AFTER INSERT ON {source} BEGIN "
+            + upsert("NEW", "NEW.kept", "NEW.excluded") + " END;\n"
+            f"CREATE TRIGGER IF NOT EXISTS {name}_upd AFTER UPDATE ON {source} WHEN {same} BEGIN "
+            + upsert("NEW", "NEW.kept - OLD.kept", "NEW.excluded - OLD.excluded") + " END;\n"
+            f"CREATE TRIGGER IF NOT EXISTS {name}_move AFTER UPDATE ON {source} WHEN NOT ({same}) BEGIN "
+            + upsert("OLD", "-OLD.kept", "-OLD.excluded") + " " + upsert("NEW", "NEW.kept", "NEW.excluded")
+            + " END;\n"
+            f"CREATE TRIGGER IF NOT EXISTS {name}_del AFTER DELETE ON {source} BEGIN "
+            + upsert("OLD", "-OLD.kept", "-OLD.excluded") + " END;\n")
+
+
+ROLLUP_TRIGGERS = _level_triggers("rollup", "rollup_month", "month", _MONTH_SQL, "hour")
+ROLLUP_BACKFILL = (
+    f"INSERT INTO rollup_month (device, month, rating, kept, excluded) SELECT device, {_MONTH_SQL.format(h='hour')},"
+    " rating, sum(kept), sum(excluded) FROM rollup GROUP BY 1, 2, 3;\n")
+
+
 _CHINA_OFFSET_S = 8 * 3600
+_FEW_DEVICES = 64            # counts() for at most this many terminals reads their votes, not the roll-up
 _STATUS_COLUMNS = ("online", "firmware", "boot_time", "outbox_depth", "reported_last_seq",
                    "repeats_ignored", "poisoned", "clock_ok", "outbox_full")
 
@@ -104,6 +148,21 @@ def hour_of(time_us: int) -> int:
 def day_of_hour(hour: int) -> int:
     """Epoch seconds of the China-time midnight starting the day that contains ``hour``."""
     return ((hour + _CHINA_OFFSET_S) // 86400) * 86400 - _CHINA_OFFSET_S
+
+
+def _month_of(hour: int) -> int:
+    """Epoch seconds of the China-time start of the month containing the hour ``hour``."""
+    local = datetime.fromtimestamp(hour, CHINA_TZ)
+    return int(local.replace(day=1, hour=0).timestamp())
+
+
+def _next_month(hour: int) -> int:
+    """Epoch seconds of the first China-time month start at or after the hour ``hour``."""
+    month = _month_of(hour)
+    if month == hour:
+        return month
+    local = datetime.fromtimestamp(month, CHINA_TZ)
+    return int(local.replace(year=local.year + local.month // 12, month=local.month % 12 + 1).timestamp())
 
 
 def path_from_url(url: str) -> str:
@@ -139,6 +198,7 @@ class SQLiteStore(VoteStore):
             # to the broker right after; NORMAL could lose acknowledged votes on a power cut.
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(SCHEMA)
+            self.rollup_levels = _ensure_rollup_levels(conn)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"SQLite store {self.path}: cannot open: {exc}") from exc
         return conn
@@ -283,6 +343,16 @@ class SQLiteStore(VoteStore):
             row[1] += excluded
 
         where, params = self._device_filter(devices)
+        if devices is not None and len(devices) <= _FEW_DEVICES:
+            # A few terminals (e.g. the ones moved during a quarter): their own votes through the
+            # (device, seq) index are far fewer rows than the roll-up of every terminal's hours.
+            # "+time_us" keeps the planner off the time index.
+            for row in self._query(
+                    "SELECT device, time_us / 3600000000 * 3600 AS hour, rating, sum(1 - excluded), sum(excluded)"
+                    " FROM votes WHERE +time_us >= ? AND +time_us < ?" + where + " GROUP BY device, hour, rating",
+                    [start_us, end_us, *params]):
+                add(*row)
+            return self._count_rows(totals)
         if first_hour < last_hour:
             rows = self._query(
                 "SELECT device, hour, rating, kept, excluded FROM rollup WHERE hour >= ? AND hour < ?" + where,
@@ -300,8 +370,55 @@ class SQLiteStore(VoteStore):
                     "SELECT device, time_us, rating, excluded FROM votes WHERE time_us >= ? AND time_us < ?" + where,
                     [low, high, *params]):
                 add(device, hour_of(time_us), rating, 1 - excluded, excluded)
+        return self._count_rows(totals)
+
+    @staticmethod
+    def _count_rows(totals: dict[tuple[str, int, str], list[int]]) -> list[CountRow]:
         return [CountRow(device=device, bucket=from_us(stamp * 1_000_000).astimezone(CHINA_TZ), rating=rating, count=kept, excluded=excl)
                 for (device, stamp, rating), (kept, excl) in sorted(totals.items())]
+
+    def totals(self, start: datetime, end: datetime,
+               devices: Iterable[str] | None = None) -> list[tuple[str, str, int, int]]:
+        """(device, rating, kept, excluded) summed over [start, end), one row per device and rating.
+
+        The fast path for period figures (a quarter, the live map's period): whole China-time
+        months come from ``rollup_month``, whole hours from ``rollup`` and the ragged edges
+        from the votes, all summed in SQLite, so a quarter reads one row per terminal, month
+        and rating however many votes it holds.
+        """
+        devices = None if devices is None else list(devices)
+        start_us, end_us = to_us(start), to_us(end)
+        if end_us <= start_us:
+            return []
+        where, params = self._device_filter(devices)
+        parts: list[tuple[str, list]] = []
+
+        def part(table: str, column: str, low: int, high: int) -> None:
+            if low < high:
+                parts.append((f"SELECT device, rating, kept, excluded FROM {table}"
+                               f" WHERE {column} >= ? AND {column} < ?{where}", [low, high, *params]))
+
+        first_hour = -(-start_us // 3_600_000_000) * 3600
+        last_hour = (end_us // 3_600_000_000) * 3600
+        if first_hour >= last_hour:
+            edges = [(start_us, end_us)]
+        else:
+            edges = [(start_us, first_hour * 1_000_000), (last_hour * 1_000_000, end_us)]
+            first_month, last_month = _next_month(first_hour), _month_of(last_hour)
+            if not self.rollup_levels or first_month >= last_month:
+                part("rollup", "hour", first_hour, last_hour)
+            else:
+                part("rollup", "hour", first_hour, first_month)
+                part("rollup", "hour", last_month, last_hour)
+                part("rollup_month", "month", first_month, last_month)
+        for low, high in edges:
+            if low < high:
+                parts.append(("SELECT device, rating, 1 - excluded AS kept, excluded FROM votes"
+                              f" WHERE time_us >= ? AND time_us < ?{where}", [low, high, *params]))
+        sql = ("SELECT device, rating, sum(kept), sum(excluded) FROM ("
+               + " UNION ALL ".join(p for p, _ in parts) + ") GROUP BY device, rating"
+               " HAVING sum(kept) != 0 OR sum(excluded) != 0 ORDER BY device, rating")
+        return self._query(sql, [value for _, values in parts for value in values])
 
     def feed(self, after: str | None = None, limit: int = 200) -> list[FeedItem]:
         """Votes in storage order after cursor ``after`` (the votes table's id), at most ``limit``."""
@@ -386,6 +503,42 @@ class SQLiteStore(VoteStore):
         """Close the connection."""
         with self.lock:
             self.conn.close()
+
+
+def _ensure_rollup_levels(conn: sqlite3.Connection) -> bool:
+    """Create the month roll-up and its triggers once, filled from the hourly roll-up.
+
+    False when the file predates them and cannot be written (read-only): totals() then sums hours.
+    """
+    def present() -> bool:
+        return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+                            " AND name = 'rollup_to_rollup_month_del'").fetchone()[0] == 1
+    if present():
+        return True
+    try:
+        conn.execute("BEGIN IMMEDIATE")          # one process migrates; the others find it done
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+            return False
+        raise
+    try:
+        if not present():
+            conn.execute("DROP TABLE IF EXISTS rollup_month")
+            for statement in (ROLLUP_LEVELS + ROLLUP_BACKFILL + ROLLUP_TRIGGERS).split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+            return False
+        raise
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return True
 
 
 def _bool(value: int | None) -> bool | None:
