@@ -192,7 +192,10 @@ def decode_csv(data: bytes, name: str = "file") -> tuple[str, str]:
         except UnicodeDecodeError:
             raise ImportFileError(f"{name}: starts with a UTF-16 mark but is not valid UTF-16") from None
     if b"\x00" in data[:4096]:
-        raise ImportFileError(f"{name}: looks like a binary file, not CSV or XLSX")
+        offset = data.index(b"\x00")
+        raise ImportFileError(f"{name}: contains NUL bytes (at offset {offset}): a binary file, or "
+                              "UTF-16 text without a byte-order mark, not CSV or XLSX; save it from Excel as "
+                              "'CSV UTF-8' or as .xlsx")
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -207,11 +210,13 @@ def decode_csv(data: bytes, name: str = "file") -> tuple[str, str]:
 
 def _read_csv(data: bytes, name: str) -> Table:
     text, encoding = decode_csv(data, name)
-    sample = text[:8192]
+    if not text.strip(" \t\r\n\ufeff\u3000"):
+        raise ImportFileError(f"{name}: the file is empty (only a byte-order mark or spaces)")
+    first_line = text[:8192].split("\n", 1)[0]
     delimiter = ","
-    if encoding == "utf-16" or ("\t" in sample.split("\n", 1)[0] and "," not in sample.split("\n", 1)[0]):
-        delimiter = "\t"
-    elif sample.split("\n", 1)[0].count(";") > sample.split("\n", 1)[0].count(","):
+    if "\t" in first_line and (encoding == "utf-16" or "," not in first_line):
+        delimiter = "\t"   # Excel "Unicode text" (UTF-16) is tab separated
+    elif first_line.count(";") > first_line.count(","):
         delimiter = ";"
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows: list[tuple[int, list[str]]] = []
