@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -62,6 +63,76 @@ def topojson(name: str):
     return jsonify(EMPTY_TOPOJSON)
 
 
+# --- results shared by concurrent requests --------------------------------------------------
+
+class SharedResults:
+    """Expensive results shared by concurrent requests (the live map, live rankings).
+
+    An entry is fresh while its version equals the caller's and it is younger than the
+    caller's ``ttl``. A stale entry is recomputed by one request at a time (single flight):
+    the requests arriving meanwhile get the previous value instead of queueing behind the
+    computation (at most ``grace`` seconds older than fresh), and requests with nothing to
+    show yet wait for it. ``ttl`` <= 0 turns sharing off: every request computes its own.
+    """
+
+    def __init__(self, grace: float = 60.0):
+        self.grace = grace
+        self.lock = threading.Lock()
+        self.entries: dict = {}       # key -> _Shared
+
+    def get(self, key, compute, *, ttl: float, version=None):
+        """The shared value of ``key``, computing it with ``compute()`` when it is missing or stale."""
+        if ttl <= 0:
+            return compute()
+        while True:
+            now = time.monotonic()
+            with self.lock:
+                entry = self.entries.setdefault(key, _Shared())
+                has_value = entry.stamp is not None
+                if has_value and entry.version == version and now - entry.stamp < ttl:
+                    return entry.value
+                if entry.running is None:
+                    entry.running = running = threading.Event()
+                    break
+                if has_value and now - entry.stamp < ttl + self.grace:
+                    return entry.value            # someone is recomputing it: the previous value will do
+                waiting = entry.running
+            waiting.wait(timeout=self.grace)
+        try:
+            value = compute()
+        except BaseException:
+            with self.lock:
+                entry.running = None
+                if entry.stamp is None:           # e.g. a bad parameter: keep no empty entry
+                    self.entries.pop(key, None)
+            running.set()
+            raise
+        with self.lock:
+            entry.value, entry.version, entry.stamp, entry.running = value, version, time.monotonic(), None
+        running.set()
+        return value
+
+    def clear(self) -> None:
+        """Forget every shared result."""
+        with self.lock:
+            self.entries.clear()
+
+
+class _Shared:
+    __slots__ = ("value", "version", "stamp", "running")
+
+    def __init__(self):
+        self.value = self.version = self.stamp = self.running = None
+
+
+def shared_results(name: str) -> SharedResults:
+    """The app's SharedResults called ``name`` (one per kind of result)."""
+    res = resources()
+    registry = res.__dict__.setdefault("shared_results", {})
+    with res.lock:
+        return registry.setdefault(name, SharedResults())
+
+
 # --- data helpers ------------------------------------------------------------------------
 
 def period_bounds(period: str, now):
@@ -108,7 +179,11 @@ def _scores(frame: pd.DataFrame, key: str) -> pd.DataFrame:
 
 def map_data(store, registry, start, end, visible: set[str] | None, offline_devices: set[str]):
     """County and hall figures for [start, end): two data frames for the map and its table."""
-    frame = counts_frame(store.counts(start, end, bucket="day"))
+    totals = getattr(store, "totals", None)
+    if callable(totals):        # period sums straight from the store (SQLiteStore): one row per terminal × rating
+        frame = pd.DataFrame.from_records(totals(start, end), columns=["device", "rating", "count", "excluded"])
+    else:
+        frame = counts_frame(store.counts(start, end, bucket="day"))
     located = frame.merge(_locations(registry, frame["device"].unique()), on="device", how="inner")
     counties = pd.DataFrame([(c.code, c.name, c.kind) for c in registry.counties.values()],
                             columns=["code", "name", "kind"])
@@ -292,13 +367,10 @@ def api_map():
     with_figure = request.args.get("figure", "1") != "0"
     visible = visible_counties()
     # Every open map page redraws after new votes: users of the same scope share one result for a few seconds.
+    # While one request recomputes an expired result, the others get the previous one.
     key = (period, with_figure, None if visible is None else tuple(sorted(visible)))
-    cache, ttl = resources().map_cache, float(current_app.config["MAP_CACHE_SECONDS"])
-    hit = cache.get(key)
-    if hit and time.monotonic() - hit[0] < ttl:
-        return jsonify(hit[1])
-    data = _map_payload(period, with_figure, visible)
-    cache[key] = (time.monotonic(), data)
+    data = shared_results("map").get(key, lambda: _map_payload(period, with_figure, visible),
+                                     ttl=float(current_app.config["MAP_CACHE_SECONDS"]))
     return jsonify(data)
 
 

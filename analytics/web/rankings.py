@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 
-from flask import Blueprint, abort, jsonify, render_template, request
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
 from manyi.exc import ManyiError
 from manyi.periods import Quarter
 
 from .auth import audit, login_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store
+from .live import shared_results
 from .tables import cn_time, pct, table_download
 
 bp = Blueprint("rankings", __name__)
@@ -54,14 +55,41 @@ def _clean(value):
 
 
 def _result(quarter: Quarter, result_id: str | None):
+    """The published result ``result_id``, or the quarter computed live; shared by concurrent requests.
+
+    A published result never changes. A live result is reused while its inputs are the
+    same: the store's data version (when the store has one: SQLiteStore's newest vote id),
+    the registry, the survey answers and base scores (read on every request: small
+    queries); a store without a data version reuses it for RANKINGS_CACHE_SECONDS.
+    """
     from analytics import quarter as q
     db = get_db()
+    ttl = float(current_app.config.get("RANKINGS_CACHE_SECONDS", 10.0))
     if result_id:
         try:
-            return q.load_published(db, int(result_id))
-        except (ValueError, q.ResultNotFound):
+            rid = int(result_id)
+        except ValueError:
             abort(404, description=f"已发布结果 {result_id} 不存在")
-    return q.compute_quarter(get_store(), get_registry(), db, quarter, now=get_clock().now())
+
+        def load():
+            try:
+                return q.load_published(db, rid)
+            except q.ResultNotFound:
+                abort(404, description=f"已发布结果 {result_id} 不存在")
+        return shared_results("rankings").get(("published", rid), load, ttl=math.inf if ttl > 0 else 0)
+    store, registry = get_store(), get_registry()
+    survey, scores = q._load_survey(db, quarter), q._load_scores(db, quarter)
+    data_version = getattr(store, "data_version", None)
+    version = (data_version() if callable(data_version) else None, id(registry),
+               _frame_key(survey), _frame_key(scores))
+    return shared_results("rankings").get(
+        ("live", str(quarter)),
+        lambda: q.compute_quarter(store, registry, db, quarter, survey=survey, scores=scores, now=get_clock().now()),
+        ttl=math.inf if callable(data_version) and ttl > 0 else ttl, version=version)
+
+
+def _frame_key(frame) -> str:
+    return "" if frame is None else frame.to_csv(index=False)
 
 
 def _params():

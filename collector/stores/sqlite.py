@@ -420,6 +420,10 @@ class SQLiteStore(VoteStore):
                " HAVING sum(kept) != 0 OR sum(excluded) != 0 ORDER BY device, rating")
         return self._query(sql, [value for _, values in parts for value in values])
 
+    def data_version(self) -> int:
+        """The newest stored vote's id: it changes whenever a vote is stored (counts may have changed)."""
+        return self._query("SELECT coalesce(max(id), 0) FROM votes")[0][0]
+
     def feed(self, after: str | None = None, limit: int = 200) -> list[FeedItem]:
         """Votes in storage order after cursor ``after`` (the votes table's id), at most ``limit``."""
         columns = "id, device, seq, rating, time_us, received_us, flags"
