@@ -26,7 +26,7 @@ class CollectorSettings:
     tls_ca: str | None = None                 # CA file: turns TLS on
     batch_size: int = 500                     # votes per store transaction at most
     batch_ms: int = 200                       # a batch is written at most this long after its first message
-    idle_ms: int = 20                         # ... or as soon as no message came for this long
+    idle_ms: int = 0                          # when the queue runs empty, wait this long for more (0: write at once)
     session_expiry: int = 7 * 86400           # seconds the broker keeps our session (and backlog) while we are away
     receive_maximum: int = 1000               # unacknowledged messages the broker may send us at once
     keepalive: int = 30
@@ -44,6 +44,8 @@ class CollectorSettings:
         for name in ("batch_size", "batch_ms", "session_expiry", "receive_maximum", "keepalive"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.idle_ms < 0:
+            raise ConfigError(f"setting 'idle_ms' must be >= 0, got {self.idle_ms}")
         if self.batch_size > self.receive_maximum:
             # More would never arrive unacknowledged at once: the batch timeout would be hit every time.
             raise ConfigError(f"batch_size {self.batch_size} must not exceed receive_maximum {self.receive_maximum}")
