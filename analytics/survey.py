@@ -140,10 +140,6 @@ def mask_digits(text: str) -> str:
     return _DIGIT_RUN.sub(repl, text)
 
 
-def _hash(salt: bytes, text: str) -> str:
-    return hmac.new(salt, text.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
 # --------------------------------------------------------------------------- import
 
 
