@@ -7,7 +7,7 @@ out in seq order with a bounded number in flight. Only a PUBACK with reason code
 vote because no collector was subscribed (e.g. mosquitto 2.0 does not restore a shared
 subscription after a broker restart): the vote stays pending and the publisher holds off,
 then sends again from the oldest pending vote, with back-off. After a lost connection
-the votes the broker acknowledged in the last ``REDELIVER_SECONDS`` are sent again: a
+the votes the broker acknowledged in the ``REDELIVER_SECONDS`` before the loss are sent again: a
 broker that crashed (kill -9, power cut) loses what it acknowledged since its last save
 while no collector was there to take it; the collector dedupes the copies. A reason code >= 0x80
 (e.g. 0x87 not authorised by the broker's ACL) moves it to the poisoned table, where it
@@ -84,6 +84,7 @@ class Publisher:
         self.redelivered = 0                      # acknowledged votes sent again after a lost connection
         self._requeued: set[int] = set()          # their seqs until acknowledged again
         self._redeliver = False
+        self._lost_at: float | None = None        # epoch seconds when the connection was lost
         self.config_applied: dict = {}
         self.config_rejected: dict = {}
         self.connected = threading.Event()
@@ -196,6 +197,8 @@ class Publisher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
         self.subscribed.clear()
+        if self._lost_at is None:
+            self._lost_at = self.clock.now().timestamp()
         if not self._stopping:
             log.info("%s: disconnected (%s); reconnecting with back-off", self.device, reason_code)
 
@@ -278,13 +281,17 @@ class Publisher:
         return changed
 
     def _requeue_recent(self) -> None:
-        seqs = self.outbox.requeue_sent(self.clock.now().timestamp() - REDELIVER_SECONDS)
+        # The window counts back from when the connection was lost, not from the reconnect: a
+        # broker host that takes longer than the window to reboot must not make us skip the
+        # votes it acknowledged just before its power cut (tests/test_fault_matrix.py).
+        lost_at, self._lost_at = self._lost_at, None
+        seqs = self.outbox.requeue_sent((lost_at or self.clock.now().timestamp()) - REDELIVER_SECONDS)
         if seqs:
             self._requeued.update(seqs)
             self.redelivered += len(seqs)
             self._sent_upto = min(self._sent_upto, seqs[0] - 1)
-            log.info("%s: connection was lost; sending again %d votes the broker acknowledged in the last %.0f s "
-                     "(seq %d..%d), in case it crashed before saving them", self.device, len(seqs),
+            log.info("%s: connection was lost; sending again %d votes the broker acknowledged in the %.0f s before "
+                     "the loss (seq %d..%d), in case it crashed before saving them", self.device, len(seqs),
                      REDELIVER_SECONDS, seqs[0], seqs[-1])
 
     def _hold_off(self, unrouted: list) -> None:
