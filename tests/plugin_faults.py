@@ -88,6 +88,11 @@ elif hook == "terminal-before-delete":
             die()
         return ack(self, seqs, *args, **kwargs)
     Outbox.acknowledge_many = die_then_ack
+elif hook == "redeliver-seconds":
+    # Not a kill: the terminals' resend window scaled down (production: 120 s) so that a broker
+    # outage longer than the window fits in a test.
+    import device.publisher
+    device.publisher.REDELIVER_SECONDS = float(target)
 elif hook:
     raise SystemExit(f"unknown MANYI_TEST_FAULT hook {hook!r}")
 from manyi.cli import main
