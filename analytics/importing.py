@@ -156,8 +156,8 @@ def sniff_binary(data: bytes) -> str | None:
     """What a file is when its first bytes show it is not a spreadsheet (None otherwise)."""
     for magic, what in BINARY_SIGNATURES:
         if data.startswith(magic):
-            if magic == b"BM" and b"\x00" not in data[:64]:
-                continue  # a CSV that happens to start with "BM"
+            if magic in (b"MZ", b"BM") and b"\x00" not in data[:64]:
+                continue  # a CSV that happens to start with "MZ" or "BM" (programs and bitmaps have NULs)
             return what
     return None
 
