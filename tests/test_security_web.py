@@ -46,7 +46,8 @@ ACCESS = {
     "alerts.index": EVERYONE, "alerts.api_alerts": EVERYONE, "alerts.api_rules": EVERYONE, "alerts.ack": EVERYONE,
     "alerts.api_ack": EVERYONE, "alerts.save_rule": {"admin", "city"}, "alerts.delete_rule": {"admin", "city"},
     "cases.index": EVERYONE, "cases.detail": EVERYONE, "cases.export": EVERYONE, "cases.api_list": EVERYONE,
-    "cases.api_detail": EVERYONE, "cases.act": {"admin", "city", "county"}, "cases.api_act": {"admin", "city", "county"},
+    "cases.api_detail": EVERYONE, "cases.act": {"admin", "city", "county"},
+    "cases.api_act": {"admin", "city", "county"},
     "cases.settings": {"admin", "city"},
     "drill.city": EVERYONE, "drill.unit": EVERYONE, "drill.api_city": EVERYONE, "drill.api_unit": EVERYONE,
     "rankings.index": EVERYONE, "rankings.export": EVERYONE, "rankings.api_rankings": EVERYONE,
@@ -719,3 +720,26 @@ def test_survey_notes_and_file_names_with_markup_stay_text(client, auth, app):
         assert not [bit for bit in RAW_MARKUP if bit in body], url
     assert "&lt;img src=x onerror=alert(4)&gt;.csv" in body
     assert audit_entries(get_db(app), action="import.survey")[0]["detail"]["file"] == EVIL_FILE
+
+
+@pytest.mark.parametrize("evil", ["/\\evil.example", "/\\/evil.example", "/\t/evil.example", "/%09/x\n/evil",
+                                  "\\\\evil.example", " //evil.example", "https:evil.example"])
+def test_login_never_redirects_off_site_through_browser_quirks(sec_app, evil):
+    """Beyond test_web_auth's //host and scheme checks: browsers turn "\\" into "/" and drop tabs."""
+    client = sec_app.test_client()
+    response = client.post("/login", query_string={"next": evil},
+                           data={"username": "city", "password": PASSWORD, "csrf_token": AuthActions(client).csrf()})
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+def test_api_answers_no_cross_origin_reader(sec_app, api_token):
+    bearer = {"Authorization": f"Bearer {api_token('city')}", "Origin": "https://evil.example"}
+    client = logged_in(sec_app, "city")
+    for url in ("/api/v1/me", "/api/v1/feed", "/api/v1/cases"):
+        for response in (client.get(url, headers={"Origin": "https://evil.example"}),
+                         sec_app.test_client().get(url, headers=bearer)):
+            assert response.status_code == 200
+            assert not [h for h in response.headers.keys() if h.lower().startswith("access-control-")], url
+    preflight = sec_app.test_client().options("/api/v1/cases/1/close", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in preflight.headers

@@ -480,7 +480,9 @@ def _safe_next(target: str | None) -> str:
     if not target:
         return url_for("live.index")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    # Browsers read "/\\evil.example" and "/<tab>/evil.example" as "//evil.example": no backslash, no control character.
+    if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(c) < 0x20 or ord(c) == 0x7f for c in target)):
         return url_for("live.index")
     return target
 
