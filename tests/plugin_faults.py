@@ -419,11 +419,16 @@ def check(scenario: str, db_path: Path, pressed: set[tuple[str, int]], *, recove
     def ours():
         return [row for row in stored_rows(db_path) if row[0] in devices]
 
-    deadline = time.monotonic() + (5.0 if expect_loss else timeout)
+    deadline = time.monotonic() + timeout
+    last, steady_since = -1, time.monotonic()
     while True:
         rows = ours() if db_path.exists() else []
         if pressed <= set(rows) or time.monotonic() > deadline:
             break
+        if len(rows) != last:
+            last, steady_since = len(rows), time.monotonic()
+        elif expect_loss and time.monotonic() - steady_since > 1.5:
+            break                       # the contrast case: nothing more is coming
         time.sleep(0.1)
     time.sleep(settle)                  # anything still in flight would show up as an extra row now
     rows = ours()
