@@ -435,7 +435,8 @@ def test_corpus_in_process_through_the_collectors_classification_into_sqlite(cor
             batch = corpus[start:start + 250]
             for case in batch:
                 check(case, validate_message(case.topic, case.payload, NOW))
-            received = [Received(case.topic, case.payload, 1, i, False, 0, NOW) for i, case in enumerate(batch)]
+            received = [Received(topic=case.topic, payload=case.payload, qos=1, mid=i, retain=False, generation=0,
+                                 received_at=NOW) for i, case in enumerate(batch)]
             votes, dead_letters, status_rows = collector._classify(received)
             assert len(votes) + len(dead_letters) + len(status_rows) == len(batch)
             store.write(votes, dead_letters, status_rows)     # raises if any result could not be stored
