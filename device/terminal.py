@@ -239,6 +239,17 @@ class Terminal:
             self._shown = lights
 
     @property
+    def animating(self) -> bool:
+        """True while the lights change by themselves (confirmation, buzzer, red blink, yellow flash).
+
+        Otherwise they stay dark until a press or an acknowledgement, each of which refreshes
+        them at once, so the run loop may tick less often (see device/run.py).
+        """
+        now = self.clock.monotonic()
+        return (now < self._confirm_until or now < self._refused_until or self.outbox.full
+                or bool(self.outbox.poisoned_count))
+
+    @property
     def locked(self) -> bool:
         """True during the lock-out after a vote."""
         return self.clock.monotonic() < self._locked_until

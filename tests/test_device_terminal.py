@@ -160,3 +160,21 @@ def test_seq_continues_when_the_terminal_restarts(make_rig, clock):
     clock.advance(5)
     again.tap("basic")
     assert [json.loads(r.payload)["seq"] for r in again.outbox.pending()] == [2]
+
+
+def test_lights_animate_only_while_they_change_by_themselves(make_rig, clock):
+    # The run loop ticks every 20 ms while `animating`, every 100 ms otherwise (device/run.py).
+    rig = make_rig(outbox_limit=2, lockout_seconds=0.5)
+    assert not rig.terminal.animating                     # dark and steady
+    rig.tap("satisfied")
+    assert rig.terminal.animating                         # confirmation running
+    clock.advance(rig.settings.confirm_seconds)
+    rig.terminal.tick()
+    assert not rig.terminal.animating and rig.led_values() == DARK
+    rig.outbox.poison(1, 0x87, "Not authorized", "2026-11-23T09:30:00.000+08:00")
+    assert rig.terminal.animating                         # yellow flash every 2 s
+    rig.outbox.requeue_poisoned()
+    assert not rig.terminal.animating
+    rig.tap("basic")
+    clock.advance(rig.settings.confirm_seconds)
+    assert rig.outbox.full and rig.terminal.animating     # red blink while full
