@@ -43,6 +43,7 @@ ACCESS = {
     "live.index": EVERYONE, "live.terminals": EVERYONE, "live.api_map": EVERYONE, "live.api_feed": EVERYONE,
     "live.api_stream": EVERYONE, "live.api_terminals": EVERYONE, "live.api_me": EVERYONE,
     "live.audit_page": {"admin"}, "live.api_audit": {"admin"}, "live.users": {"admin"}, "live.user_action": {"admin"},
+    "auth.revoke_token_view": {"admin"},
     "alerts.index": EVERYONE, "alerts.api_alerts": EVERYONE, "alerts.api_rules": EVERYONE, "alerts.ack": EVERYONE,
     "alerts.api_ack": EVERYONE, "alerts.save_rule": {"admin", "city"}, "alerts.delete_rule": {"admin", "city"},
     "cases.index": EVERYONE, "cases.detail": EVERYONE, "cases.export": EVERYONE, "cases.api_list": EVERYONE,
@@ -56,7 +57,7 @@ ACCESS = {
     "imports.api_upload": {"admin", "assessor"}, "imports.report": {"admin", "city", "assessor"},
 }
 # Values for the URL variables: everything points into 牡丹区 (371702), the county of user "county".
-SAMPLE_VALUES = {"case_id": 1, "alert_id": 1, "rule_id": 999, "username": "nobody", "level": "county",
+SAMPLE_VALUES = {"case_id": 1, "alert_id": 1, "rule_id": 999, "token_id": 999, "username": "nobody", "level": "county",
                  "code": "371702", "kind": "survey", "fmt": "csv", "name": "world_110m", "filename": "app.css"}
 SAMPLE_ACTIONS = {"live.user_action": "enable", "cases.act": "note", "cases.api_act": "note"}
 SCRIPT = "<script>alert(1)</script>"
@@ -743,3 +744,20 @@ def test_api_answers_no_cross_origin_reader(sec_app, api_token):
     preflight = sec_app.test_client().options("/api/v1/cases/1/close", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+def test_admin_revokes_a_token_on_the_users_page(sec_app, api_token):
+    token = api_token("county")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert sec_app.test_client().get("/api/v1/me", headers=bearer).status_code == 200
+    admin = logged_in(sec_app, "admin")
+    page = admin.get("/admin/users").get_data(as_text=True)
+    token_id = re.search(r'action="/admin/tokens/(\d+)/revoke"', page).group(1)
+    assert token not in page
+    assert logged_in(sec_app, "city").post(f"/admin/tokens/{token_id}/revoke").status_code == 400    # no CSRF
+    response = AuthActions(admin).post(f"/admin/tokens/{token_id}/revoke", follow_redirects=True)
+    assert "已吊销用户 county 的API令牌" in response.get_data(as_text=True)
+    assert sec_app.test_client().get("/api/v1/me", headers=bearer).status_code == 401
+    assert audit_entries(get_db(sec_app), action="token.revoke")[0]["detail"] == {"username": "county",
+                                                                                 "token": int(token_id)}
+    assert AuthActions(admin).post("/admin/tokens/999/revoke").status_code == 404

@@ -535,13 +535,31 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
+@bp.route("/admin/tokens/<int:token_id>/revoke", methods=["POST"])
+@roles_required("admin")
+def revoke_token_view(token_id: int):
+    """Revoke an API token from the user administration page."""
+    try:
+        username = revoke_token(get_db(), token_id)
+    except AuthError:
+        abort(404, description=f"API令牌 {token_id} 不存在")
+    audit("token.revoke", {"username": username, "token": token_id})
+    flash(f"已吊销用户 {username} 的API令牌 #{token_id}")
+    return redirect(url_for("live.users"), code=303)
+
+
+def api_tokens() -> list[dict]:
+    """Template helper of the admin page: every API token (never the token itself)."""
+    return list_tokens(get_db())
+
+
 def init_app(app) -> None:
     """Install user loading, CSRF checking, security headers and the template helpers."""
     app.before_request(_before)
     app.after_request(_security_headers)
     from .tables import link_args
     app.jinja_env.globals.update(csrf_field=csrf_field, csrf_token=csrf_token, current_user=current_user,
-                                 role_labels=ROLE_LABELS, link_args=link_args)
+                                 role_labels=ROLE_LABELS, link_args=link_args, api_tokens=api_tokens)
     with app.app_context():
         ensure_schema(get_db())
 
