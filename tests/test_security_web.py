@@ -321,6 +321,31 @@ def test_logout_invalidates_a_copied_session_cookie(sec_app):
     assert replay.get("/").status_code == 302
 
 
+def test_logging_in_again_ends_the_previous_session(sec_app):
+    client = logged_in(sec_app, "city")
+    copied = cookie_of(client, sec_app)
+    assert AuthActions(client).login("admin").status_code == 302
+    assert client.get("/api/v1/me").json["username"] == "admin"
+    assert with_cookie(sec_app, copied).get("/api/v1/me").status_code == 401
+
+
+def test_token_use_is_recorded_at_most_once_a_minute(sec_app, api_token, clock):
+    token = api_token("city")
+    bearer = {"Authorization": f"Bearer {token}"}
+    db = get_db(sec_app)
+
+    def last_used():
+        return db.query("SELECT last_used FROM api_tokens ORDER BY id DESC LIMIT 1")[0]["last_used"]
+    sec_app.test_client().get("/api/v1/me", headers=bearer)
+    first = last_used()
+    clock.advance(30)
+    sec_app.test_client().get("/api/v1/me", headers=bearer)
+    assert last_used() == first
+    clock.advance(31)
+    sec_app.test_client().get("/api/v1/me", headers=bearer)
+    assert last_used() > first
+
+
 def test_password_reset_ends_the_users_other_sessions(sec_app):
     client = logged_in(sec_app, "city")
     set_password(get_db(sec_app), "city", "a-new-password-1")

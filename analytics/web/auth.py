@@ -243,13 +243,19 @@ def revoke_token(db, token_id: int) -> str:
 def user_for_token(db, token: str, now: datetime | None = None) -> User | None:
     """The enabled user a valid, unrevoked token belongs to, or None."""
     ensure_schema(db)
-    rows = db.query("SELECT t.id AS token_id, u.* FROM api_tokens t JOIN users u ON u.id = t.user_id "
-                    "WHERE t.token_hash = ? AND t.revoked = 0", (_token_hash(token),))
+    rows = db.query("SELECT t.id AS token_id, t.last_used AS token_last_used, u.* FROM api_tokens t "
+                    "JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.revoked = 0", (_token_hash(token),))
     if not rows or rows[0]["disabled"]:
         return None
-    db.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?",
-               (_now_text(now or datetime.now(timezone.utc)), rows[0]["token_id"]))
+    now = now or datetime.now(timezone.utc)
+    last = rows[0]["token_last_used"]
+    # At most one write a minute per token: a script polling the API does not serialise on the db.
+    if not last or last < _now_text(now - timedelta(seconds=TOKEN_USE_RESOLUTION)) or last > _now_text(now):
+        db.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?", (_now_text(now), rows[0]["token_id"]))
     return _user(rows[0])
+
+
+TOKEN_USE_RESOLUTION = 60     # seconds: how exact api_tokens.last_used is
 
 
 # --- login with rate limiting -------------------------------------------------------------
@@ -512,6 +518,7 @@ def login():
             error = "用户名或密码错误"
             return render_template("login.html", error=error, username=username), 401
         db = get_db()
+        end_session(db, session.get("sid"))       # logging in again (as anyone) ends the previous session
         session.clear()
         session.permanent = True
         session["user_id"] = user.id
