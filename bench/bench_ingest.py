@@ -237,7 +237,7 @@ def consumer_main(kind: str, port: int, workdir: str, client_id: str, target: in
             collector.stop()
             store.close()
 
-    began, cpu = time.monotonic(), time.process_time()
+    began, cpu = time.monotonic(), os.times()
     start()
     if not subscribed.wait(30):
         raise RuntimeError(f"{kind}: not subscribed within 30 s")
@@ -259,7 +259,8 @@ def consumer_main(kind: str, port: int, workdir: str, client_id: str, target: in
         if not tally.count and now - idle_since > 120:
             break
         time.sleep(0.01)
-    cpu = time.process_time() - cpu    # every thread of this process: paho's, the writer, SQLite
+    now = os.times()                   # every thread of this process: paho's, the writer, SQLite
+    user, system = now.user - cpu.user, now.system - cpu.system
     stop()
     stats = {}
     if collector is not None:
@@ -267,7 +268,8 @@ def consumer_main(kind: str, port: int, workdir: str, client_id: str, target: in
         with SQLiteStore(os.path.join(workdir, "collector.db")) as check:
             stats["store"] = check.stats()
     conn.send(("done", {"began": began, "first": tally.first, "last": tally.last, "count": tally.count,
-                        "cpu": cpu, "stats": stats}))
+                        "cpu": user + system, "sys": system,
+                        "stats": stats}))
 
 
 class Consumer:
@@ -340,7 +342,7 @@ class Row:
 def _broker(workdir: Path):
     from manyi.broker import Mosquitto
 
-    return Mosquitto(workdir, extra_config=list(BROKER_CONFIG)).start()
+    return Mosquitto(workdir, extra_config=list(BROKER_CONFIG))      # started by ``with``
 
 
 def _cpu_of(pid: int) -> float:
@@ -405,6 +407,7 @@ def backlog(kinds, votes, workdir: Path, tool: str, common_seconds: float, profi
             row = Row(kind, result["count"], seconds, result["cpu"], broker_cpu, _check(result, total).lstrip("; "))
             rows.append(row)
             print(f"  drain     {kind:<9}: {row.count:>7} votes in {seconds:6.2f} s = {row.rate:8,.0f}/s; "
+                  f"CPU {row.cpu_us:.0f} us/vote ({result['sys'] / max(row.count, 1) * 1e6:.0f} system); "
                   f"{row.note}", flush=True)
     return rows, fill
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import struct
 import threading
 import time
 from datetime import datetime
@@ -58,6 +59,7 @@ from .stores.base import DeadLetter, StoredVote, TerminalStatus, VoteStore
 from .validate import BurstRule, BurstTracker, validate_message
 
 log = logging.getLogger("manyi.collector")
+_PUBACK = struct.Struct("!BBH")      # PUBACK fixed header, remaining length 2, packet id
 
 
 class Received(NamedTuple):
@@ -280,14 +282,37 @@ class Collector:
 
     def _ack(self, batch: list[Received]) -> None:
         current = self._generation
+        mids = []
         for item in batch:
             if item.qos == 0:
                 continue
             if item.generation != current:
                 self.counters["not_acked_stale"] += 1
-                continue
-            self.client.ack(item.mid, item.qos)
-            self.counters["acked"] += 1
+            elif item.qos == 1:
+                mids.append(item.mid)
+            else:  # pragma: no cover - we subscribe with QoS 1, so the broker never sends QoS 2
+                self.client.ack(item.mid, item.qos)
+                self.counters["acked"] += 1
+        if mids:
+            self._send_pubacks(mids)
+            self.counters["acked"] += len(mids)
+
+    def _send_pubacks(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages: the batch's PUBACKs as ONE write to the socket when paho allows.
+
+        ``client.ack()`` queues one packet per message, and paho's network thread wakes up and
+        calls send() once per packet: a batch of 500 costs 1,000 system calls. The PUBACKs are
+        concatenated into one packet for paho's out-queue instead (a private method of paho
+        2.x, checked for; without it we fall back to ``ack()``). The bytes on the wire are the
+        same: PUBACK, remaining length 2, packet id (reason code 0x00 success is implied).
+        """
+        queue_packet = getattr(self.client, "_packet_queue", None)
+        if queue_packet is None or len(mids) == 1:
+            for mid in mids:
+                self.client.ack(mid, 1)
+            return
+        pack = _PUBACK.pack
+        queue_packet(mqtt.PUBACK, b"".join([pack(mqtt.PUBACK, 2, mid) for mid in mids]), 0, 0)
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():
