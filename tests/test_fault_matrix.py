@@ -31,7 +31,7 @@ import pytest
 
 from manyi import protocol
 from manyi.broker import Mosquitto
-from plugin_collector import ROOT, Publisher, wait_until
+from plugin_collector import ROOT, Publisher, stats_json, wait_until
 from plugin_faults import (
     Collector, Gate, Recovery, Simulator, check, count_votes, outboxes, pressed_votes, store_counters,
 )
@@ -185,6 +185,12 @@ def test_2_collector_killed(m, fault):
                     note=f"{at_kill} stored at the kill")
     if fault and "after-commit" in fault:
         assert outcome.duplicates > 0, "the committed but unacknowledged batch must come again"
+    if fault is None:
+        # What an operator sees agrees: `manyi stats` counts every vote, no gap, each terminal's last seq.
+        stats = stats_json(m.url)
+        assert stats["votes"] == VOTES and stats["missing"] == 0 and stats["duplicates"] == outcome.duplicates
+        assert {t["device"]: t["last_seq"] for t in stats["terminal_list"]} == \
+            {device: last for device, (last, _p, _x) in outboxes(sim.workdir).items()}
 
 
 def test_2_two_collectors_on_the_shared_subscription_one_killed(m):
