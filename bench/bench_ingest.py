@@ -30,7 +30,10 @@ Figures (one run, same machine):
 3. the publishers alone: the backlog fill (no consumer running) in votes/s; it must be well
    above every consumer's rate.
 4. the store alone: ``SQLiteStore.write`` in batches of 500 (new votes, then duplicates),
-   the upper bound of the collector's rate.
+   the upper bound of the collector's rate (``--store-only`` prints just this).
+
+(This module replaces bench_collector.py: its pipeline figure is the sustained figure here,
+its store figure is figure 4, and the feed latency is measured by the latency benchmark.)
 
 Targets (issue 8): collector >= 0.8x the ceiling, >= 10x the common way.
 
@@ -497,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the common way gets per phase (default 10)")
     parser.add_argument("--repeat", type=int, default=1, help="run both phases N times, keep each consumer's best")
     parser.add_argument("--store-votes", type=int, default=50_000, help="votes of the store-alone figure")
+    parser.add_argument("--store-only", action="store_true", help="only the store-alone figure (no broker)")
     parser.add_argument("--only", choices=KINDS, action="append", help="run only this consumer (repeatable)")
     parser.add_argument("--profile", type=Path, help="record a py-spy profile of each drain into this directory")
     parser.add_argument("--publisher", choices=("auto", "mosquitto_pub", "paho"), default="auto")
@@ -504,6 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.votes, args.backlog, args.terminals = min(args.votes, 600), min(args.backlog, 1000), min(args.terminals, 6)
         args.common_seconds, args.store_votes = min(args.common_seconds, 2.0), min(args.store_votes, 2000)
+    if args.store_only:
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+            for row in store_alone(args.store_votes, Path(tmp)):
+                print(f"{row.kind:<28}{row.rate:>12,.0f} votes/s{row.cpu_us:>8,.1f} us CPU/vote  "
+                      f"({row.count:,} votes, batches of 500)")
+        return 0
     tool = args.publisher
     if tool == "auto":
         tool = "mosquitto_pub" if shutil.which("mosquitto_pub") else "paho"
