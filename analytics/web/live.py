@@ -10,6 +10,7 @@ by itself with ``Last-Event-ID`` and resumes exactly after the last vote it got.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import threading
@@ -368,10 +369,41 @@ def api_map():
     visible = visible_counties()
     # Every open map page redraws after new votes: users of the same scope share one result for a few seconds.
     # While one request recomputes an expired result, the others get the previous one.
+    # The JSON text is shared, not just the figures: serialising a province's figure costs more than serving it.
     key = (period, with_figure, None if visible is None else tuple(sorted(visible)))
-    data = shared_results("map").get(key, lambda: _map_payload(period, with_figure, visible),
+    body = shared_results("map").get(key, lambda: json_body(_map_payload(period, with_figure, visible)),
                                      ttl=float(current_app.config["MAP_CACHE_SECONDS"]))
-    return jsonify(data)
+    return json_response(body)
+
+
+class JsonBody:
+    """A JSON text ready to send, and its gzip form (made once, on first demand)."""
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+        self._gzip: bytes | None = None
+
+    def gzipped(self) -> bytes:
+        """The text compressed with gzip (level 6)."""
+        if self._gzip is None:
+            self._gzip = gzip.compress(self.raw, compresslevel=6, mtime=0)
+        return self._gzip
+
+
+def json_body(data) -> JsonBody:
+    """``data`` as the app's JSON provider writes it for jsonify (same settings)."""
+    return JsonBody((current_app.json.dumps(data) + "\n").encode("utf-8"))
+
+
+def json_response(body: JsonBody) -> Response:
+    """A JSON response from a ready-made body; gzip-compressed when the client accepts it and it is big."""
+    if len(body.raw) >= 4096 and "gzip" in request.accept_encodings:
+        response = Response(body.gzipped(), mimetype=current_app.json.mimetype)
+        response.headers["Content-Encoding"] = "gzip"
+    else:
+        response = Response(body.raw, mimetype=current_app.json.mimetype)
+    response.vary.add("Accept-Encoding")
+    return response
 
 
 def _map_payload(period: str, with_figure: bool, visible: set[str] | None) -> dict:

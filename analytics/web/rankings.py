@@ -18,7 +18,7 @@ from manyi.periods import Quarter
 
 from .auth import audit, login_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store
-from .live import shared_results
+from .live import SharedResults, json_body, json_response, shared_results
 from .tables import cn_time, pct, table_download
 
 bp = Blueprint("rankings", __name__)
@@ -59,8 +59,9 @@ def _result(quarter: Quarter, result_id: str | None):
 
     A published result never changes. A live result is reused while its inputs are the
     same: the store's data version (when the store has one: SQLiteStore's newest vote id),
-    the registry, the survey answers and base scores (read on every request: small
-    queries); a store without a data version reuses it for RANKINGS_CACHE_SECONDS.
+    the registry, the survey answers and base scores (read again at most every
+    RANKINGS_INPUTS_SECONDS); a store without a data version reuses it for
+    RANKINGS_CACHE_SECONDS. RANKINGS_CACHE_SECONDS = 0 computes every request afresh.
     """
     from analytics import quarter as q
     db = get_db()
@@ -78,18 +79,22 @@ def _result(quarter: Quarter, result_id: str | None):
                 abort(404, description=f"已发布结果 {result_id} 不存在")
         return shared_results("rankings").get(("published", rid), load, ttl=math.inf if ttl > 0 else 0)
     store, registry = get_store(), get_registry()
-    survey, scores = q._load_survey(db, quarter), q._load_scores(db, quarter)
+    # The imports are read again at most every RANKINGS_INPUTS_SECONDS (they change by hand, rarely).
+    survey, scores, inputs_key = shared_results("rankings_inputs").get(
+        str(quarter), lambda: _inputs(db, quarter), ttl=float(current_app.config.get("RANKINGS_INPUTS_SECONDS", 2.0)))
     data_version = getattr(store, "data_version", None)
-    version = (data_version() if callable(data_version) else None, id(registry),
-               _frame_key(survey), _frame_key(scores))
+    version = (data_version() if callable(data_version) else None, id(registry), inputs_key)
     return shared_results("rankings").get(
         ("live", str(quarter)),
         lambda: q.compute_quarter(store, registry, db, quarter, survey=survey, scores=scores, now=get_clock().now()),
         ttl=math.inf if callable(data_version) and ttl > 0 else ttl, version=version)
 
 
-def _frame_key(frame) -> str:
-    return "" if frame is None else frame.to_csv(index=False)
+def _inputs(db, quarter):
+    """The quarter's survey counts and base scores, and a text that changes when they do."""
+    from analytics import quarter as q
+    survey, scores = q._load_survey(db, quarter), q._load_scores(db, quarter)
+    return survey, scores, "\n".join("" if f is None else f.to_csv(index=False) for f in (survey, scores))
 
 
 def _params():
@@ -170,10 +175,22 @@ def export(fmt: str):
 @login_required
 def api_rankings():
     """The ranking of a quarter as JSON (same parameters and scoping as the page)."""
-    result, level, sort, order, rows = _load()
-    return jsonify(quarter=str(result.quarter), level=level, result_id=result.result_id,
-                   computed_at=result.computed_at.isoformat(), notes=list(result.notes),
-                   rows=[{k: r.get(k) for k in (*KEYS, "county_code")} for r in rows])
+    quarter, level, sort, order, result_id = _params()
+    try:
+        result = _result(quarter, result_id)
+    except ManyiError as exc:
+        abort(400, description=f"无法计算 {quarter}：{exc}")
+    visible = visible_counties()
+
+    def body() -> bytes:
+        rows = ranking_rows(result, level, visible, sort, order)
+        return json_body(dict(quarter=str(result.quarter), level=level, result_id=result.result_id,
+                              computed_at=result.computed_at.isoformat(), notes=list(result.notes),
+                              rows=[{k: r.get(k) for k in (*KEYS, "county_code")} for r in rows]))
+    # The JSON text of a shared result is kept with it, per level, order and scope.
+    texts = result.extra.setdefault("api_json", SharedResults())
+    key = (level, sort, order, None if visible is None else tuple(sorted(visible)))
+    return json_response(texts.get(key, body, ttl=math.inf))
 
 
 OPENAPI_PATHS = {
