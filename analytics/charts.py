@@ -29,6 +29,17 @@ def _fmt(value, digits: int = 1) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
+_TEMPLATE: dict | None = None
+
+
+def _default_template() -> dict:
+    """plotly's default template as go.Figure().to_json() writes it (built once)."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        _TEMPLATE = json.loads(go.Figure().to_json())["layout"]["template"]
+    return json.loads(json.dumps(_TEMPLATE))
+
+
 def drill_url(level: str, code) -> str:
     """The drill-down page a click on a county (``level="county"``) or a hall (``"hall"``) opens."""
     return f"/drill/{level}/{quote(str(code), safe='')}"
@@ -52,23 +63,23 @@ def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None
     shown = counties[counties["code"].astype(str).isin(codes_with_shape)]
     scored = shown[shown["n"] > 0]
     empty = shown[shown["n"] <= 0]
-    fig = go.Figure()
+    traces = []
     hover = ("<b>%{customdata[0]}</b><br>满意度得分 %{customdata[1]}<br>满意率 %{customdata[2]}<br>"
              "评价数 %{customdata[3]} 次<br><i>点击查看县区详情</i><extra></extra>")
     if len(empty):
-        fig.add_trace(go.Choropleth(
-            geojson=geojson, locations=empty["code"].astype(str).tolist(), z=[0] * len(empty),
+        traces.append(dict(
+            type="choropleth", geojson=geojson, locations=empty["code"].astype(str).tolist(), z=[0] * len(empty),
             colorscale=[[0, NO_DATA_COLOR], [1, NO_DATA_COLOR]], showscale=False, name="无数据",
-            marker_line_color="#ffffff", marker_line_width=1,
+            marker=dict(line=dict(color="#ffffff", width=1)),
             customdata=[[html.escape(str(r.name)), "—（暂无评价）", "—", 0, drill_url("county", r.code)]
                         for r in empty.itertuples()],
             hovertemplate=hover))
     if len(scored):
-        fig.add_trace(go.Choropleth(
-            geojson=geojson, locations=scored["code"].astype(str).tolist(), z=scored["score"].round(1).tolist(),
-            zmin=SCORE_MIN, zmax=SCORE_MAX, colorscale=SCORE_SCALE, name="满意度",
-            marker_line_color="#ffffff", marker_line_width=1,
-            marker_opacity=[FEW_VOTES_OPACITY if int(n) < FEW_VOTES else 1.0 for n in scored["n"]],
+        traces.append(dict(
+            type="choropleth", geojson=geojson, locations=scored["code"].astype(str).tolist(),
+            z=scored["score"].round(1).tolist(), zmin=SCORE_MIN, zmax=SCORE_MAX, colorscale=SCORE_SCALE, name="满意度",
+            marker=dict(line=dict(color="#ffffff", width=1),
+                        opacity=[FEW_VOTES_OPACITY if int(n) < FEW_VOTES else 1.0 for n in scored["n"]]),
             colorbar=dict(title=dict(text="满意度<br>得分（分）", side="top"), thickness=14, len=0.75,
                           tickvals=[60, 70, 80, 90, 100], ticktext=["≤60", "70", "80", "90", "100"]),
             customdata=[[html.escape(str(r.name)), _fmt(r.score) + " 分", _fmt(100 * r.rate) + "%",
@@ -90,8 +101,8 @@ def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None
         for part, name, marker in groups:
             if not len(part):
                 continue
-            fig.add_trace(go.Scattergeo(
-                lon=part["lon"].tolist(), lat=part["lat"].tolist(), mode="markers", name=name,
+            traces.append(dict(
+                type="scattergeo", lon=part["lon"].tolist(), lat=part["lat"].tolist(), mode="markers", name=name,
                 marker=dict(size=10, **marker),
                 customdata=[[html.escape(str(r.name)), _fmt(r.score) + (" 分" if pd.notna(r.score) else ""), int(r.n),
                              "有终端离线" if r.offline else "终端在线",
@@ -100,11 +111,14 @@ def county_map(counties: pd.DataFrame, geojson: dict, halls: pd.DataFrame | None
                             for r in part.itertuples()],
                 hovertemplate="<b>%{customdata[0]}</b>%{customdata[4]}<br>得分 %{customdata[1]}，评价数 %{customdata[2]} 次"
                               "<br>%{customdata[3]}<br><i>点击查看大厅详情</i><extra></extra>"))
-    fig.update_geos(fitbounds="geojson", visible=False, projection_type="mercator")
-    fig.update_layout(
-        title=dict(text=html.escape(title)) if title else None,
+    layout = dict(
+        geo=dict(fitbounds="geojson", visible=False, projection=dict(type="mercator")),
         margin=dict(l=0, r=0, t=30 if title else 0, b=0), height=560, showlegend=False,
         dragmode=False, paper_bgcolor="rgba(0,0,0,0)",
         annotations=[dict(text=OSM_ATTRIBUTION, showarrow=False, xref="paper", yref="paper", x=1, y=0,
-                          xanchor="right", yanchor="bottom", font=dict(size=10, color="#555"))])
-    return json.loads(fig.to_json())
+                          xanchor="right", yanchor="bottom", font=dict(size=10, color="#555"))],
+        template=_default_template())
+    layout["title"] = dict(text=html.escape(title)) if title else {}
+    # Plain dicts, not go.Figure: plotly's validation of ~2,000 hall markers and the polygons
+    # cost more than the whole query at province size. Same figure JSON (tests compare both).
+    return json.loads(json.dumps(dict(data=traces, layout=layout)))
