@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS poisoned (
     reason TEXT NOT NULL,
     poisoned_at TEXT NOT NULL
 );
-INSERT OR IGNORE INTO counters (name, value) VALUES ('last_seq', 0), ('repeats', 0), ('refused', 0);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('last_seq', 0), ('repeats', 0), ('refused', 0), ('clean_stop', 1);
 """
 
 
@@ -165,6 +165,27 @@ class Outbox:
                 raise
             self._depth -= deleted
             return deleted
+
+    def begin_run(self) -> bool:
+        """Mark this outbox as in use; return whether the previous run stopped cleanly.
+
+        A run that ends in a power cut or kill -9 never calls :meth:`mark_clean_stop`, so the
+        next run knows it cannot tell what happened to the broker meanwhile.
+        """
+        with self._lock:
+            clean = bool(self._counter("clean_stop"))
+            self._db.execute("UPDATE counters SET value = 0 WHERE name = 'clean_stop'")
+            return clean
+
+    def mark_clean_stop(self) -> None:
+        """Record that this run stopped cleanly (after the publisher disconnected)."""
+        with self._lock:
+            self._db.execute("UPDATE counters SET value = 1 WHERE name = 'clean_stop'")
+
+    def last_acked_at(self) -> float | None:
+        """When the broker last acknowledged a vote (epoch seconds), from the ``sent`` table."""
+        with self._lock:
+            return self._db.execute("SELECT max(acked_at) FROM sent").fetchone()[0]
 
     def requeue_sent(self, since: float) -> list[int]:
         """Put the votes acknowledged at or after ``since`` (epoch seconds) back into pending; return their seqs.

@@ -9,7 +9,9 @@ subscription after a broker restart): the vote stays pending and the publisher h
 then sends again from the oldest pending vote, with back-off. After a lost connection
 the votes the broker acknowledged in the ``REDELIVER_SECONDS`` before the loss are sent again: a
 broker that crashed (kill -9, power cut) loses what it acknowledged since its last save
-while no collector was there to take it; the collector dedupes the copies. A reason code >= 0x80
+while no collector was there to take it; the collector dedupes the copies. The same holds
+for the first connection after a run that did not stop cleanly (the terminal itself lost
+power, perhaps with the broker host): the window counts back from the last acknowledgement. A reason code >= 0x80
 (e.g. 0x87 not authorised by the broker's ACL) moves it to the poisoned table, where it
 stays, counted in the status and shown on the LEDs. The retained status message is published on connect, on every heartbeat
 and after a config change; the will publishes ``online: false``. Settings from the
@@ -84,6 +86,7 @@ class Publisher:
         self.redelivered = 0                      # acknowledged votes sent again after a lost connection
         self._requeued: set[int] = set()          # their seqs until acknowledged again
         self._redeliver = False
+        self._unclean_start = False                # the previous run did not stop cleanly
         self._lost_at: float | None = None        # epoch seconds when the connection was lost
         self.config_applied: dict = {}
         self.config_rejected: dict = {}
@@ -132,6 +135,11 @@ class Publisher:
 
     def start(self) -> None:
         """Connect in the background (retrying with back-off) and start the network thread."""
+        if not self.outbox.begin_run():
+            # The last run ended in a crash or power cut, perhaps together with the broker host's
+            # (a hall blackout): treat it as a lost connection at the last acknowledgement.
+            self._unclean_start = True
+            self._lost_at = self.outbox.last_acked_at()
         if self.settings.mqtt_version == "3.1.1":
             # clean_session=False was given to the client; the broker decides how long it keeps the session.
             self.client.connect_async(self.settings.broker_host, self.settings.broker_port,
@@ -158,6 +166,7 @@ class Publisher:
             self.netloop.remove(self.client)
         else:
             self.client.loop_stop()
+        self.outbox.mark_clean_stop()
 
     def begin_stop(self, timeout: float = 5.0) -> None:
         """First half of :meth:`stop`: offline status (unless already sent), then DISCONNECT."""
@@ -186,8 +195,10 @@ class Publisher:
             log.warning("%s: broker refused the connection: %s", self.device, reason_code)
             return
         self.connections += 1
-        # Not on the first connection of this process: a restart is not a lost connection.
-        self._redeliver = self.connections > 1
+        # Not on the first connection of a process that started after a clean stop: a clean
+        # restart is not a lost connection. After a crash it is (see start()).
+        self._redeliver = self.connections > 1 or self._unclean_start
+        self._unclean_start = False
         self.connected.set()
         self._inflight_since = self.clock.monotonic()
         client.subscribe(self.config_topic, qos=1)

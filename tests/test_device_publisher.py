@@ -167,3 +167,49 @@ def test_bad_config_message_is_ignored_without_killing_the_loop(make_rig, broker
     rig.tap("satisfied")
     assert recorder.wait_for(lambda r: r.votes())
     assert Status("hz-test-w01", online=False).to_dict() == {"v": 1, "device": "hz-test-w01", "online": False}
+
+
+def _crash(rig):
+    """End a rig as a power cut would: no DISCONNECT, no clean-stop mark, outbox just closed."""
+    rig.publisher.client.loop_stop()
+    rig.publisher.client.socket().close()
+    rig.terminal.close()
+    rig.outbox.close()
+    rig.publisher = None
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["clean-stop", "crash"])
+def test_restart_after_a_crash_resends_the_last_acknowledged_votes(make_rig, broker, recorder, clock, clean):
+    # A hall blackout takes the terminal down together with (perhaps) the broker host: the broker
+    # may have lost what it acknowledged since its last save, and the restarted terminal has no
+    # lost connection of its own to notice. It must send the recent acknowledged votes again;
+    # after a clean stop it must not (the collector would only count duplicates).
+    first = make_rig()
+    first.connect(broker.port)
+    assert first.publisher.connected.wait(5)
+    for rating in ("satisfied", "basic", "unsatisfied"):
+        first.tap(rating)
+        clock.advance(5)
+    assert wait(lambda: first.outbox.depth == 0 and first.publisher.acked == 3)
+    assert recorder.wait_for(lambda r: len(r.votes()) == 3)
+    if clean:
+        first.close()
+        first.publisher = None
+    else:
+        _crash(first)
+
+    second = make_rig()                       # same device, same outbox file
+    second.connect(broker.port)
+    assert second.publisher.connected.wait(5)
+    if clean:
+        assert second.run_until(lambda: second.publisher.status().online, timeout=1)
+        second.run_until(lambda: False, timeout=1.0)
+        assert [v["seq"] for v in recorder.votes()] == [1, 2, 3]
+        assert second.publisher.redelivered == 0
+    else:
+        assert second.run_until(lambda: len(recorder.votes()) == 6, timeout=10), recorder.votes()
+        assert sorted(v["seq"] for v in recorder.votes()) == [1, 1, 2, 2, 3, 3]
+        assert second.publisher.redelivered == 3
+    # Either way the restarted terminal numbers on from seq 3.
+    second.tap("basic")
+    assert recorder.wait_for(lambda r: 4 in {v["seq"] for v in r.votes()})
