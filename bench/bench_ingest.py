@@ -10,8 +10,9 @@ expiry 7 days, receive maximum 1000, a ``$share/<group>/manyi/v1/votes/+`` subsc
 * ``ceiling``: a bare paho subscriber that only counts (paho acks each message after the
   callback). Nothing that uses paho can be faster.
 * ``common``: the common way, a paho subscriber that parses the JSON and inserts and commits
-  one row per message into SQLite (WAL, synchronous=FULL: the store's durability), so it
-  also acks after commit.
+  one row per message into SQLite with Python's defaults (rollback journal, synchronous
+  FULL: as durable as our store; ``--common-journal wal`` gives it our store's WAL), and
+  paho acks after the callback, so it also acks after commit.
 * ``collector``: the real :class:`collector.service.Collector` with the real SQLite store,
   validation, dedupe, roll-up, and acks after commit, with the default settings.
 
@@ -209,8 +210,10 @@ def consumer_main(kind: str, port: int, workdir: str, client_id: str, target: in
     if kind == "ceiling":
         start, stop, subscribed = _baseline_client(kind, port, client_id, lambda c, u, msg: tally.tick())
     elif kind == "common":
+        # As usually written: Python's sqlite3 defaults (rollback journal, synchronous FULL: durable
+        # like our store). MANYI_BENCH_COMMON_JOURNAL=wal gives it our store's WAL (a stronger baseline).
         db = sqlite3.connect(os.path.join(workdir, "common.db"), check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA journal_mode={os.environ.get('MANYI_BENCH_COMMON_JOURNAL', 'delete')}")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("CREATE TABLE IF NOT EXISTS votes (device TEXT, seq INTEGER, rating TEXT, pressed_at TEXT,"
                    " clock_ok INTEGER, PRIMARY KEY (device, seq))")
@@ -504,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=KINDS, action="append", help="run only this consumer (repeatable)")
     parser.add_argument("--profile", type=Path, help="record a py-spy profile of each drain into this directory")
     parser.add_argument("--publisher", choices=("auto", "mosquitto_pub", "paho"), default="auto")
+    parser.add_argument("--common-journal", choices=("delete", "wal"), default="delete",
+                        help="the common way's SQLite journal: delete (sqlite3's default) or wal (our store's)")
     args = parser.parse_args(argv)
     if args.quick:
         args.votes, args.backlog, args.terminals = min(args.votes, 600), min(args.backlog, 1000), min(args.terminals, 6)
@@ -518,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     if tool == "auto":
         tool = "mosquitto_pub" if shutil.which("mosquitto_pub") else "paho"
     kinds = tuple(k for k in KINDS if not args.only or k in args.only)
+    os.environ["MANYI_BENCH_COMMON_JOURNAL"] = args.common_journal      # read by the spawned consumers
     print(f"ingest: {args.votes:,} sustained + {args.backlog:,} backlog votes from {args.terminals} terminals "
           f"({tool}), QoS 1, consumers {', '.join(kinds)}; {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
