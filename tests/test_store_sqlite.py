@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import subprocess
@@ -115,3 +116,26 @@ def test_reader_process_sees_votes_while_the_writer_keeps_writing(tmp_path):
         store.write(votes[i:i + 100])
     out, _ = reader.communicate(timeout=90)
     assert reader.returncode == 0 and out.strip() == "3000"
+
+
+def test_a_reused_seq_with_other_content_is_kept_as_a_dead_letter_not_counted_as_duplicate(tmp_path):
+    # A terminal whose outbox was lost (SD card replaced) numbers from seq 1 again. Its new votes
+    # collide with stored keys; INSERT OR IGNORE alone would throw them away as "duplicates".
+    store = SQLiteStore(tmp_path / "votes.db")
+    first = random_votes(5)
+    store.write(first)
+    again = [StoredVote(v.device, v.seq, v.rating, v.time, v.received_at, v.pressed_at, v.clock_ok, v.flags)
+             for v in first[:2]]                                   # a true redelivery: same content
+    later = first[2].time + timedelta(days=3)
+    other = "basic" if first[2].rating != "basic" else "unsatisfied"
+    reused = StoredVote(first[2].device, first[2].seq, other, later, later, later.isoformat(), True)
+    result = store.write(again + [reused])
+    assert (result.inserted, result.duplicates, result.dead_letters) == (0, 2, 1)
+    letter, = store.dead_letters(reason="seq_conflict")
+    assert letter.topic == f"manyi/v1/votes/{reused.device}"
+    assert json.loads(letter.payload) == {"v": 1, "device": reused.device, "seq": reused.seq, "rating": other,
+                                          "pressed_at": later.isoformat(), "clock_ok": True}
+    assert f"seq {reused.seq} of {reused.device} is already stored as {first[2].rating}" in letter.detail
+    stats = store.stats()
+    assert stats["votes"] == 5 and stats["duplicates"] == 2
+    store.close()
