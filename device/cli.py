@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--print-config", action="store_true", help="print the settings (secrets masked) and exit")
     p.add_argument("--requeue-poisoned", action="store_true",
                    help="put the votes the broker refused back into the outbox (after fixing the ACL) and exit")
+    p.add_argument("--seq-after", type=int, metavar="N",
+                   help="number the next vote N+1 or later (after a lost or replaced outbox: N = the terminal's "
+                        "last seq in `manyi stats`) and exit")
     # Test hook: press keys through mock pins once the terminal runs (GPIOZERO_PIN_FACTORY=mock only).
     p.add_argument("--mock-press", action="append", default=[], metavar="RATING", help=argparse.SUPPRESS)
     p.set_defaults(func=_device)
@@ -69,6 +72,19 @@ def _device(args) -> int:
         box = Outbox(settings.outbox_path, settings.device_id, limit=settings.outbox_limit)
         print(f"requeued {box.requeue_poisoned()} poisoned votes; outbox depth {box.depth}")
         box.close()
+        return 0
+    if args.seq_after is not None:
+        from manyi.exc import ConfigError
+
+        from .outbox import Outbox
+
+        if args.seq_after < 0:
+            raise ConfigError(f"--seq-after {args.seq_after}: must be 0 or more")
+        box = Outbox(settings.outbox_path, settings.device_id, limit=settings.outbox_limit)
+        try:
+            print(f"{settings.device_id}: last seq {box.advance_seq(args.seq_after)}; the next vote is numbered after it")
+        finally:
+            box.close()
         return 0
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

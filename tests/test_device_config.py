@@ -57,3 +57,23 @@ def test_requeue_poisoned_command(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "requeued 1 poisoned votes; outbox depth 1" in out.stdout
     assert [v.seq for v in Outbox(tmp_path / "o.db", "hz-a-w01").pending()] == [1]
+
+
+def test_seq_after_command_moves_a_replaced_outbox_past_the_stored_seqs(tmp_path):
+    # A terminal with a new SD card starts at seq 1; the center's store already has 1..41 of it
+    # (its reused seqs would be seq_conflict dead letters). --seq-after 41 numbers on from 42.
+    from device.outbox import Outbox
+
+    path = tmp_path / "t.toml"
+    path.write_text(f'device_id = "hz-a-w01"\noutbox_path = "{tmp_path / "o.db"}"\n')
+    cmd = [sys.executable, "-m", "manyi", "device", "--config", str(path), "--seq-after"]
+    out = subprocess.run(cmd + ["41"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "hz-a-w01: last seq 41" in out.stdout
+    out = subprocess.run(cmd + ["7"], capture_output=True, text=True, timeout=60)   # never moves back
+    assert "last seq 41" in out.stdout
+    box = Outbox(tmp_path / "o.db", "hz-a-w01")
+    assert box.add("basic", "2026-11-23T09:30:00.000+08:00", True).seq == 42
+    box.close()
+    bad = subprocess.run(cmd + ["-1"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "must be 0 or more" in bad.stderr
