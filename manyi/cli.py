@@ -27,6 +27,7 @@ PARTS = (
 # Commands whose part is known without importing the others. The terminal runs `manyi device`
 # on a Pi Zero: loading the server's command modules there would cost memory (analytics.web
 # brings Flask) and fail outright where only `.[device]` is installed (no Flask at all).
+OWN_PACKAGES = {"manyi", "device", "collector", "analytics", "bench"}
 LIGHT_COMMANDS = {"device": ("device.cli",), "simulate": ("device.cli",)}
 
 
@@ -40,8 +41,11 @@ def build_parser(parts: tuple[str, ...] = PARTS) -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            # A part that is not installed (e.g. the server on a terminal) simply has no commands.
-            if exc.name and (name.startswith(exc.name) or exc.name == name):
+            # A part that is not installed, or whose libraries are not (the server's Flask and pandas
+            # on a terminal with only `.[device]`), simply has no commands. A missing module of our
+            # own packages is a bug and is raised.
+            missing = (exc.name or "").split(".")[0]
+            if missing and (name.startswith(missing) or missing not in OWN_PACKAGES):
                 continue
             raise
         module.register(subparsers)

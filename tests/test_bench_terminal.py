@@ -58,3 +58,16 @@ def test_other_commands_still_see_every_part():
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--help"])
     assert exit_info.value.code == 0
+
+
+def test_manyi_help_on_a_terminal_lists_what_is_installed():
+    # `manyi --help` on a Pi with only `.[device]`: the server's commands are absent, not a crash.
+    code = ("import sys\n"
+            "for name in ('flask', 'pandas', 'numpy', 'werkzeug', 'jinja2', 'plotly', 'openpyxl'):\n"
+            "    sys.modules[name] = None\n"
+            "from manyi.cli import main\n"
+            "sys.exit(main(['--help']))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "device" in result.stdout and "simulate" in result.stdout
+    assert "serve" not in result.stdout      # analytics.web (Flask) is not installed here
