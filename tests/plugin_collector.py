@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sqlite3
+from contextlib import closing
 import subprocess
 import sys
 import time
@@ -180,7 +181,7 @@ def collector_process(broker, tmp_path):
 def count_stored(path) -> int:
     """Votes in the SQLite file, read through a separate connection as another process would (0 before it exists)."""
     try:
-        with sqlite3.connect(path, timeout=5) as conn:
+        with closing(sqlite3.connect(path, timeout=5)) as conn:     # closed: an open file would pin the db
             return conn.execute("SELECT count(*) FROM votes").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
