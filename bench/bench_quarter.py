@@ -7,7 +7,7 @@ moved mid-quarter and windows whose staff changes at midnight) and ``--votes`` v
 month roll-up) exactly as the collector leaves them. The file is cached under
 ``var/bench/`` by seed and size; its generation time is printed separately.
 
-Two runs, each in its own child process (peak RSS = the child's ru_maxrss, so numpy,
+Two runs, each in its own child process (peak RSS = the child's VmHWM, so numpy,
 pandas and SQLite memory count; tracemalloc would miss them):
 
 1. ``manyi``: :func:`analytics.quarter.compute_quarter` over the store (period totals
@@ -39,6 +39,14 @@ TARGET_SECONDS, TARGET_RATIO, TARGET_MB = 1.0, 20.0, 500.0
 
 
 def _rss_mb() -> float:
+    """This process's peak resident memory in MB: VmHWM (reset by exec, unlike ru_maxrss, which a
+    child started right after the parent generated the data would inherit)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
