@@ -79,3 +79,11 @@ def test_the_map_figure_is_what_plotly_itself_writes():
     figure = county_map(counties, json.loads(COUNTIES_GEOJSON.read_text(encoding="utf-8")), halls, "今日 <i>")
     assert [t["type"] for t in figure["data"]] == ["choropleth", "choropleth", "scattergeo", "scattergeo", "scattergeo"]
     assert json.loads(go.Figure(figure).to_json()) == figure
+
+
+def test_the_oldest_idle_results_make_room():
+    shared = SharedResults(max_entries=3)
+    for quarter in ("2026Q1", "2026Q2", "2026Q3", "2026Q4", "2027Q1"):
+        shared.get(quarter, lambda q=quarter: q, ttl=60)
+        time.sleep(0.01)
+    assert sorted(shared.entries) == ["2026Q3", "2026Q4", "2027Q1"]

@@ -76,8 +76,9 @@ class SharedResults:
     show yet wait for it. ``ttl`` <= 0 turns sharing off: every request computes its own.
     """
 
-    def __init__(self, grace: float = 60.0):
+    def __init__(self, grace: float = 60.0, max_entries: int = 64):
         self.grace = grace
+        self.max_entries = max_entries    # e.g. one per quarter asked for: the oldest idle ones are dropped
         self.lock = threading.Lock()
         self.entries: dict = {}       # key -> _Shared
 
@@ -88,7 +89,10 @@ class SharedResults:
         while True:
             now = time.monotonic()
             with self.lock:
-                entry = self.entries.setdefault(key, _Shared())
+                entry = self.entries.get(key)
+                if entry is None:
+                    self._evict()
+                    entry = self.entries[key] = _Shared()
                 has_value = entry.stamp is not None
                 if has_value and entry.version == version and now - entry.stamp < ttl:
                     return entry.value
@@ -112,6 +116,12 @@ class SharedResults:
             entry.value, entry.version, entry.stamp, entry.running = value, version, time.monotonic(), None
         running.set()
         return value
+
+    def _evict(self) -> None:
+        idle = [(entry.stamp, key) for key, entry in self.entries.items()
+                if entry.running is None and entry.stamp is not None]
+        for _, key in sorted(idle)[:max(0, len(self.entries) + 1 - self.max_entries)]:
+            del self.entries[key]
 
     def clear(self) -> None:
         """Forget every shared result."""
