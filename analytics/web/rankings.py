@@ -58,9 +58,9 @@ def _result(quarter: Quarter, result_id: str | None):
     """The published result ``result_id``, or the quarter computed live; shared by concurrent requests.
 
     A published result never changes. A live result is reused while its inputs are the
-    same: the store's data version (when the store has one: SQLiteStore's newest vote id),
-    the registry, the survey answers and base scores (read again at most every
-    RANKINGS_INPUTS_SECONDS); a store without a data version reuses it for
+    same: the store's data version (when the store has one: SQLiteStore's newest vote id,
+    asked at most every RANKINGS_VERSION_SECONDS), the registry, the survey answers and
+    base scores (read again at most every RANKINGS_INPUTS_SECONDS); a store without a data version reuses it for
     RANKINGS_CACHE_SECONDS. RANKINGS_CACHE_SECONDS = 0 computes every request afresh.
     """
     from analytics import quarter as q
@@ -83,7 +83,12 @@ def _result(quarter: Quarter, result_id: str | None):
     survey, scores, inputs_key = shared_results("rankings_inputs").get(
         str(quarter), lambda: _inputs(db, quarter), ttl=float(current_app.config.get("RANKINGS_INPUTS_SECONDS", 2.0)))
     data_version = getattr(store, "data_version", None)
-    version = (data_version() if callable(data_version) else None, id(registry), inputs_key)
+    # The store's version is asked at most every RANKINGS_VERSION_SECONDS: one query per request
+    # would make every request queue for the store's connection.
+    stored = (shared_results("store_version").get(
+        "votes", data_version, ttl=float(current_app.config.get("RANKINGS_VERSION_SECONDS", 1.0)))
+        if callable(data_version) else None)
+    version = (stored, id(registry), inputs_key)
     return shared_results("rankings").get(
         ("live", str(quarter)),
         lambda: q.compute_quarter(store, registry, db, quarter, survey=survey, scores=scores, now=get_clock().now()),
