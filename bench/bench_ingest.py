@@ -252,7 +252,7 @@ def consumer_main(kind: str, port: int, workdir: str, client_id: str, target: in
         stop()
         conn.send(("done", {}))
         return
-    idle_since = time.monotonic()
+    idle_since, last_count = time.monotonic(), 0
     while True:
         if collector is not None:
             c = collector.counters
@@ -262,7 +262,9 @@ def consumer_main(kind: str, port: int, workdir: str, client_id: str, target: in
         now = time.monotonic()
         if tally.count >= target or (tally.count and now - tally.first > limit) or conn.poll():
             break
-        if not tally.count and now - idle_since > 120:
+        if tally.count != last_count:
+            last_count, idle_since = tally.count, now
+        elif now - idle_since > 60:      # no progress for a minute: report what was done
             break
         time.sleep(0.01)
     now = os.times()                   # every thread of this process: paho's, the writer, SQLite
