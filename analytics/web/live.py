@@ -166,12 +166,25 @@ def counts_frame(rows) -> pd.DataFrame:
     return frame
 
 
+def current_locations(registry) -> dict[str, tuple[str, str]]:
+    """device -> (county_code, hall_id) of every terminal's current location, kept with the
+    registry object until its assignments change (a move or a retirement)."""
+    key = (len(registry.assignments), sum(1 for a in registry.assignments if a.valid_to is None),
+           len(registry.windows), len(registry.halls))
+    cached = registry.__dict__.get("_web_current_locations")
+    if cached is None or cached[0] != key:
+        mapping = {}
+        for device in {a.device for a in registry.assignments}:
+            location = registry.current_location(device)
+            if location is not None:
+                mapping[device] = (location.county_code, location.hall_id)
+        cached = registry.__dict__["_web_current_locations"] = (key, mapping)
+    return cached[1]
+
+
 def _locations(registry, devices) -> pd.DataFrame:
-    rows = []
-    for device in devices:
-        location = registry.current_location(device)
-        if location is not None:
-            rows.append((device, location.county_code, location.hall_id))
+    where = current_locations(registry)
+    rows = [(device, *where[device]) for device in devices if device in where]
     return pd.DataFrame(rows, columns=["device", "county_code", "hall_id"])
 
 
@@ -421,7 +434,10 @@ def _map_payload(period: str, with_figure: bool, visible: set[str] | None) -> di
     now = get_clock().now()
     start, end = period_bounds(period, now)
     store, registry = get_store(), get_registry()
-    counties, halls = map_data(store, registry, start, end, visible, _offline_devices(store, now))
+    # Offline means silent for OFFLINE_MINUTES: a status list a few map refreshes old is still right.
+    offline = shared_results("offline").get("all", lambda: _offline_devices(store, now),
+                                            ttl=5 * float(current_app.config["MAP_CACHE_SECONDS"]))
+    counties, halls = map_data(store, registry, start, end, visible, offline)
     return dict(period=period, period_label=PERIODS[period], start=start.isoformat(), end=end.isoformat(),
                 generated_at=to_local(now).isoformat(timespec="seconds"), counties=_records(counties),
                 halls=_records(halls), figure=county_map(counties, _geojson(), halls) if with_figure else None)
