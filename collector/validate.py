@@ -8,6 +8,7 @@ of a terminal, and gets back what to store.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -154,7 +155,7 @@ def validate_message(topic: str, payload: bytes, received_at: datetime, retained
     """
     try:
         if (topic.startswith((VOTES_PREFIX, STATUS_PREFIX)) and len(payload) <= protocol.MAX_PAYLOAD_BYTES
-                and json_depth(payload) > MAX_DEPTH):
+                and payload.count(b"[") + payload.count(b"{") > MAX_DEPTH and json_depth(payload) > MAX_DEPTH):
             return dead_letter(topic, payload, "too_deep", f"JSON nesting is deeper than {MAX_DEPTH} levels",
                                received_at)
         if topic.startswith(VOTES_PREFIX):
@@ -198,20 +199,33 @@ class BurstTracker:
         self.rule = rule
         self.keep = keep
         self._recent: dict[str, OrderedDict[int, tuple[datetime, str]]] = {}
+        self._times: dict[str, dict[str, list[datetime]]] = {}
 
     def flag(self, vote: StoredVote) -> StoredVote:
         """The vote, with FLAG_BURST added when it completes a burst; remembers it either way."""
         recent = self._recent.setdefault(vote.device, OrderedDict())
-        if vote.seq in recent:
-            # A redelivery: judge it as before so the duplicate carries the same flags.
-            history = [v for seq, v in recent.items() if seq != vote.seq]
-        else:
-            history = list(recent.values())
-        if FLAG_CLOCK_REPLACED not in vote.flags:
-            recent[vote.seq] = (vote.time, vote.rating)
-            while len(recent) > self.keep:
-                recent.popitem(last=False)
-        if is_burst(vote, history, self.rule):
+        times = self._times.setdefault(vote.device, {})
+        old = recent.get(vote.seq)
+        burst = False
+        if FLAG_CLOCK_REPLACED not in vote.flags and self.rule.max_votes > 0:
+            t = vote.time
+            low = t - timedelta(seconds=self.rule.window_seconds)
+            same = times.get(vote.rating, ())
+            n = bisect_right(same, t) - bisect_right(same, low)
+            if old is not None and old[1] == vote.rating and low < old[0] <= t:
+                n -= 1
+            burst = n + 1 > self.rule.max_votes
+            if old != (t, vote.rating):
+                if old is not None:
+                    lst = times[old[1]]
+                    del lst[bisect_left(lst, old[0])]
+                recent[vote.seq] = (t, vote.rating)
+                insort(times.setdefault(vote.rating, []), t)
+                while len(recent) > self.keep:
+                    _, (gone, rating) = recent.popitem(last=False)
+                    lst = times[rating]
+                    del lst[bisect_left(lst, gone)]
+        if burst:
             return StoredVote(device=vote.device, seq=vote.seq, rating=vote.rating, time=vote.time,
                               received_at=vote.received_at, pressed_at=vote.pressed_at, clock_ok=vote.clock_ok,
                               flags=vote.flags | {FLAG_BURST})

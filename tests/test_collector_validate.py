@@ -85,3 +85,57 @@ def test_burst_tracker_flags_from_the_n_plus_first_and_ignores_redelivery():
     assert FLAG_BURST not in again.flags
     slow = BurstTracker(BurstRule(max_votes=3, window_seconds=10))
     assert not any(FLAG_BURST in slow.flag(_vote(s, 20 * s)).flags for s in range(1, 10))
+
+
+class _ReferenceTracker:
+    """The plain definition the fast BurstTracker must agree with: is_burst over the last ``keep``
+    remembered votes (by first arrival of each seq), a redelivery judged without its own entry."""
+
+    def __init__(self, rule, keep):
+        from collections import OrderedDict
+
+        self.rule, self.keep, self.recent = rule, keep, {}
+        self._new = OrderedDict
+
+    def flag(self, vote):
+        from collector.stores import FLAG_CLOCK_REPLACED
+
+        recent = self.recent.setdefault(vote.device, self._new())
+        history = [v for seq, v in recent.items() if seq != vote.seq]
+        if FLAG_CLOCK_REPLACED not in vote.flags:
+            recent[vote.seq] = (vote.time, vote.rating)
+            while len(recent) > self.keep:
+                recent.popitem(last=False)
+        return is_burst(vote, history, self.rule)
+
+
+def test_burst_tracker_agrees_with_the_plain_definition():
+    # Random streams with redeliveries (same seq again, sometimes later), clock-replaced votes and
+    # eviction: the bisect-based tracker flags exactly what is_burst over the history flags.
+    import random
+
+    from hypothesis import given, settings, strategies as st
+
+    from collector.stores import FLAG_BURST, FLAG_CLOCK_REPLACED, StoredVote
+
+    start = datetime(2026, 11, 23, 1, tzinfo=timezone.utc)
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None)
+    @given(st.integers(0, 2**32), st.integers(1, 6), st.integers(1, 40), st.integers(3, 12))
+    def check(seed, max_votes, window, keep):
+        rng = random.Random(seed)
+        rule = BurstRule(max_votes=max_votes, window_seconds=window)
+        fast, slow = BurstTracker(rule, keep=keep), _ReferenceTracker(rule, keep)
+        sent, moment = [], start
+        for _ in range(120):
+            if sent and rng.random() < 0.2:
+                vote = rng.choice(sent)                                   # a redelivery
+            else:
+                moment += timedelta(seconds=rng.choice((0, 0.5, 1, 2, 5, 30)))
+                flags = frozenset({FLAG_CLOCK_REPLACED}) if rng.random() < 0.05 else frozenset()
+                vote = StoredVote(f"t{rng.randrange(2)}", len(sent) + 1, rng.choice(("satisfied", "unsatisfied")),
+                                  moment, moment, moment.isoformat(), True, flags)
+                sent.append(vote)
+            assert (FLAG_BURST in fast.flag(vote).flags) == slow.flag(vote), vote
+
+    check()
