@@ -26,6 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-ms", dest="batch_ms", type=int, help="max wait for a batch to fill, ms (default 200)")
     p.add_argument("--mqtt-version", dest="mqtt_version", choices=("5", "3.1.1"),
                    help="MQTT protocol (default 5; 3.1.1 only for brokers without MQTT 5, e.g. the demo's amqtt)")
+    p.add_argument("--shared-group", dest="shared_group", metavar="NAME",
+                   help="share the votes with other collectors in the group NAME ($share/NAME/...; keep NAME secret)")
     p.add_argument("--print-config", action="store_true", help="print the settings (secrets redacted) and exit")
     p.set_defaults(func=run_collector)
 
@@ -44,7 +46,9 @@ def load_settings(args):
 
     overrides = {name: getattr(args, name, None) for name in
                  ("broker", "store", "client_id", "username", "password", "tls_ca", "batch_size", "batch_ms",
-                  "mqtt_version")}
+                  "mqtt_version", "shared_group")}
+    if getattr(args, "shared_group", None):
+        overrides["shared_subscription"] = True
     return load(CollectorSettings, args.config, section="collector", overrides=overrides)
 
 

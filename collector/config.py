@@ -30,7 +30,8 @@ class CollectorSettings:
     session_expiry: int = 7 * 86400           # seconds the broker keeps our session (and backlog) while we are away
     receive_maximum: int = 1000               # unacknowledged messages the broker may send us at once
     keepalive: int = 30
-    shared_subscription: bool = True          # $share/manyi/... so several collectors split the load (see docs)
+    shared_subscription: bool = False         # True: $share/<shared_group>/... so several collectors split the load
+    shared_group: str = "manyi"               # ... a secret name when shared: a client in the group takes votes (docs)
     retry_max_seconds: float = 30.0           # back-off ceiling while the store fails
     burst_max_votes: int = 5                  # misuse: more than this many votes of one rating ...
     burst_window_seconds: float = 30.0        # ... at one terminal within this many seconds
@@ -44,6 +45,9 @@ class CollectorSettings:
         for name in ("batch_size", "batch_ms", "session_expiry", "receive_maximum", "keepalive"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name!r} must be >= 1, got {getattr(self, name)}")
+        if not self.shared_group or any(c in self.shared_group for c in "/+#") or self.shared_group.strip() != self.shared_group:
+            raise ConfigError(f"setting 'shared_group' must be a non-empty name without '/', '+', '#' or spaces at "
+                              f"its ends, got {self.shared_group!r}")
         if self.idle_ms < 0:
             raise ConfigError(f"setting 'idle_ms' must be >= 0, got {self.idle_ms}")
         if self.batch_size > self.receive_maximum:

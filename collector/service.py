@@ -88,8 +88,8 @@ class Collector:
         # the plain filter, which it does restore. docs/collector.md has the details.
         # MQTT 3.1.1 has no shared subscriptions: one collector, plain filter.
         self.mqtt5 = settings.mqtt_version == "5"
-        self.votes_filter = (protocol.VOTES_SHARED_SUBSCRIPTION if settings.shared_subscription and self.mqtt5
-                             else protocol.VOTES_SUBSCRIPTION)
+        self.votes_filter = (f"$share/{settings.shared_group}/{protocol.VOTES_SUBSCRIPTION}"
+                             if settings.shared_subscription and self.mqtt5 else protocol.VOTES_SUBSCRIPTION)
         self.bursts = BurstTracker(BurstRule(settings.burst_max_votes, settings.burst_window_seconds))
         self._stop = threading.Event()
         self._connected = threading.Event()

@@ -168,7 +168,8 @@ def test_two_collectors_share_the_load_without_doubling(broker, collector_settin
 
     from collector.service import Collector
 
-    collectors = [Collector(dataclasses.replace(collector_settings, client_id=f"c{i}"), vote_store).start()
+    collectors = [Collector(dataclasses.replace(collector_settings, client_id=f"c{i}", shared_subscription=True,
+                                                shared_group="load-7c2e"), vote_store).start()
                   for i in (1, 2)]
     try:
         assert all(c.wait_connected(10) for c in collectors)

@@ -194,8 +194,9 @@ def test_2_collector_killed(m, fault):
 
 
 def test_2_two_collectors_on_the_shared_subscription_one_killed(m):
-    first = m.collector("fault-collector-a", name="collector-a")
-    m.collector("fault-collector-b", name="collector-b")
+    group = ("--shared-group", "fault-ha-3f9c")               # a shared subscription needs its (secret) group
+    first = m.collector("fault-collector-a", name="collector-a", extra=group)
+    m.collector("fault-collector-b", name="collector-b", extra=group)
     sim = m.simulator().start(VOTES, seed=23, rate=RATE)
     m.grows(300, what="the first votes")
     first.kill()
@@ -204,7 +205,7 @@ def test_2_two_collectors_on_the_shared_subscription_one_killed(m):
     time.sleep(1.0)
     # The survivor stores its share; what the broker had given the dead member waits in its session.
     held = len(pressed) - count_votes(m.db)
-    m.collector("fault-collector-a", name="collector-a")       # systemd restarts it
+    m.collector("fault-collector-a", name="collector-a", extra=group)       # systemd restarts it
     recovery = Recovery(m.db, backlog=pressed)
     check("2 two collectors ($share), one kill -9", m.db, pressed, recovery=recovery,
           note=f"{held} waited in the dead member's session until it restarted")
