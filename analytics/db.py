@@ -25,7 +25,15 @@ def in_clause(column: str, values) -> tuple[str, list]:
 
 
 class CenterDB:
-    """A small wrapper over one SQLite file (WAL, foreign keys on), safe to share between threads."""
+    """A small wrapper over one SQLite file (WAL, foreign keys on), safe to share between threads.
+
+    Writes (:meth:`execute`, :meth:`transaction`) go through one connection under a lock.
+    :meth:`query` outside a transaction reads through a connection of the calling thread, so
+    the control center's request threads read in parallel (WAL readers never block each
+    other or the writer) instead of queueing behind the lock; each read sees every commit
+    made before it. Inside a transaction the thread reads through the writing connection
+    and sees its own uncommitted rows.
+    """
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -38,6 +46,11 @@ class CenterDB:
         self.conn.execute("PRAGMA busy_timeout=30000")
         self.lock = threading.RLock()
         self._ensured: set[str] = set()
+        self._writer_thread: int | None = None     # the thread inside transaction(), if any
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()          # not self.lock: a writer may hold that one
+        self._closed = False
 
     def ensure(self, schema: str) -> None:
         """Create the tables of ``schema`` if they do not exist (once per process and schema)."""
@@ -54,15 +67,39 @@ class CenterDB:
 
     def query(self, sql: str, params=()) -> list[sqlite3.Row]:
         """Run a query and return all rows."""
-        with self.lock:
-            return self.conn.execute(sql, params).fetchall()
+        reader = self._reader()
+        if reader is None:
+            with self.lock:
+                return self.conn.execute(sql, params).fetchall()
+        return reader.execute(sql, params).fetchall()
+
+    def _reader(self) -> sqlite3.Connection | None:
+        # An in-memory database exists only in its one connection; a thread inside a transaction
+        # must read its own writes.
+        if self.path == ":memory:" or self._closed or self._writer_thread == threading.get_ident():
+            return None
+        reader = getattr(self._local, "conn", None)
+        if reader is None:
+            reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            reader.row_factory = sqlite3.Row
+            reader.execute("PRAGMA busy_timeout=30000")
+            reader.execute("PRAGMA query_only=ON")
+            self._local.conn = reader
+            with self._readers_lock:
+                self._readers.append(reader)
+        return reader
 
     def transaction(self):
         """Context manager: BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error."""
         return _Transaction(self)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
+        with self._readers_lock:
+            self._closed = True
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
         self.conn.close()
 
 
@@ -72,11 +109,18 @@ class _Transaction:
 
     def __enter__(self) -> sqlite3.Connection:
         self.db.lock.acquire()
-        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.db.lock.release()
+            raise
+        self.outer = self.db._writer_thread
+        self.db._writer_thread = threading.get_ident()
         return self.db.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self.db.conn.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
+            self.db._writer_thread = self.outer
             self.db.lock.release()
