@@ -255,15 +255,15 @@ def prepare(args, log=print) -> tuple[Path, Path, Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures (exit code 0 even when a target is missed)."""
+    from bench.data import add_store_arguments
+
     parser = argparse.ArgumentParser(prog="python -m bench.bench_api", description=__doc__.splitlines()[0])
-    parser.add_argument("--votes", type=int, default=10_000_000, help="votes in the store (default 10 million)")
-    parser.add_argument("--seed", type=int, default=None, help="generator seed (default bench.data.SEED)")
+    add_store_arguments(parser)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per endpoint (default 10)")
     parser.add_argument("--quick", action="store_true", help="3 s per endpoint")
     parser.add_argument("--pool", action="store_true", help="use the Python client pool even when wrk is installed")
     parser.add_argument("--no-baseline", action="store_true", help="skip the server without result sharing")
     parser.add_argument("--sequential", type=int, default=5, help="requests per endpoint without sharing (default 5)")
-    parser.add_argument("--cache-dir", default=None, help="where generated stores are kept (default var/bench)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-sharing", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)

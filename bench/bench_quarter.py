@@ -125,14 +125,14 @@ def _run_child(kind: str, path: Path, args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures (exit code 0 even when a target is missed)."""
+    from bench.data import add_store_arguments
+
     parser = argparse.ArgumentParser(prog="python -m bench.bench_quarter", description=__doc__.splitlines()[0])
-    parser.add_argument("--votes", type=int, default=10_000_000, help="votes in the store (default 10 million)")
-    parser.add_argument("--seed", type=int, default=None, help="generator seed (default bench.data.SEED)")
+    add_store_arguments(parser)
     parser.add_argument("--repeat", type=int, default=3, help="compute_quarter runs; the best is reported")
     parser.add_argument("--quick", action="store_true", help="1 million votes, one run")
     parser.add_argument("--report", action="store_true", help="also time writing the XLSX report")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain pandas baseline")
-    parser.add_argument("--cache-dir", default=None, help="where generated stores are kept (default var/bench)")
     parser.add_argument("--child", choices=("manyi", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

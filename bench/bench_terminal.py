@@ -112,16 +112,16 @@ def measure(proc: subprocess.Popen, warmup: float, seconds: float) -> dict:
             "cpu": 100.0 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall}
 
 
-def stop(proc: subprocess.Popen) -> str:
-    """SIGTERM ``proc`` (the terminal stops cleanly) and return its stdout."""
+def stop(proc: subprocess.Popen, stream: int = 0) -> str:
+    """SIGTERM ``proc`` (the terminal stops cleanly) and return its stdout (``stream`` 1: stderr)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
-        out, _ = proc.communicate(timeout=15)
+        outputs = proc.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
+        outputs = proc.communicate()
+    return outputs[stream] or ""
 
 
 def write_config(path: Path, port: int, workdir: Path, name: str) -> Path:
@@ -157,12 +157,7 @@ def import_times(config: Path, top: int) -> list[tuple[str, float]]:
     proc = subprocess.Popen([sys.executable, "-X", "importtime", "-c", ENTRY, "device", "--config", str(config)],
                             env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(3)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
+    err = stop(proc, stream=1)
     rows = []
     for line in err.splitlines():
         parts = line.split("|")

@@ -45,6 +45,13 @@ STAFF_CHANGES = 30     # windows whose staff changes at a China midnight inside 
 FORMAT_VERSION = 2     # bump when the generated data changes, so cached files are rebuilt
 
 
+def add_store_arguments(parser) -> None:
+    """The options of every benchmark over the generated store: --votes, --seed, --cache-dir."""
+    parser.add_argument("--votes", type=int, default=10_000_000, help="votes in the store (default 10 million)")
+    parser.add_argument("--seed", type=int, default=None, help="generator seed (default bench.data.SEED)")
+    parser.add_argument("--cache-dir", default=None, help="where generated stores are kept (default var/bench)")
+
+
 def province_registry(seed: int = SEED, cities: int = CITIES) -> Registry:
     """A SAMPLE Shandong-like registry: cities × 8-9 counties × ~13 townships, ~3 windows per hall."""
     rng = random.Random(seed)

@@ -40,14 +40,19 @@ def test_quick_run_prints_plausible_figures(capsys):
     assert "largest imports of manyi device" in out and "ms" in out.rsplit("largest imports", 1)[1], out
 
 
-def test_manyi_device_starts_without_the_server_libraries():
-    # A Pi has only `.[device]` installed: no Flask, pandas or numpy. Importing them must not be needed.
+def manyi_without_server_libraries(*args: str) -> subprocess.CompletedProcess:
+    """Run ``manyi ARGS`` in a Python where Flask, pandas, numpy ... cannot be imported (a Pi's `.[device]`)."""
     code = ("import sys\n"
             "for name in ('flask', 'pandas', 'numpy', 'werkzeug', 'jinja2', 'plotly', 'openpyxl'):\n"
             "    sys.modules[name] = None\n"
             "from manyi.cli import main\n"
-            "sys.exit(main(['device', '--help']))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+            f"sys.exit(main({list(args)!r}))\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_manyi_device_starts_without_the_server_libraries():
+    # A Pi has only `.[device]` installed: no Flask, pandas or numpy. Importing them must not be needed.
+    result = manyi_without_server_libraries("device", "--help")
     assert result.returncode == 0, result.stderr
     assert "--config" in result.stdout
 
@@ -62,12 +67,7 @@ def test_other_commands_still_see_every_part():
 
 def test_manyi_help_on_a_terminal_lists_what_is_installed():
     # `manyi --help` on a Pi with only `.[device]`: the server's commands are absent, not a crash.
-    code = ("import sys\n"
-            "for name in ('flask', 'pandas', 'numpy', 'werkzeug', 'jinja2', 'plotly', 'openpyxl'):\n"
-            "    sys.modules[name] = None\n"
-            "from manyi.cli import main\n"
-            "sys.exit(main(['--help']))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = manyi_without_server_libraries("--help")
     assert result.returncode == 0, result.stderr
     assert "device" in result.stdout and "simulate" in result.stdout
     assert "serve" not in result.stdout      # analytics.web (Flask) is not installed here
