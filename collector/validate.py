@@ -193,7 +193,12 @@ def is_burst(vote: StoredVote, history: Iterable[tuple[datetime, str]], rule: Bu
 
 
 class BurstTracker:
-    """The recent votes of each terminal (by seq, so redeliveries count once), for :func:`is_burst`."""
+    """The recent votes of each terminal (by seq, so redeliveries count once), flagging bursts.
+
+    Gives the same answer as :func:`is_burst` over the remembered history (the plain
+    definition, checked by a property test), with the times kept sorted per rating so a
+    vote costs two bisects instead of a scan.
+    """
 
     def __init__(self, rule: BurstRule, keep: int = 64):
         self.rule = rule

@@ -240,6 +240,9 @@ def revoke_token(db, token_id: int) -> str:
     return rows[0]["username"]
 
 
+TOKEN_USE_RESOLUTION = 60     # seconds: how exact api_tokens.last_used is
+
+
 def user_for_token(db, token: str, now: datetime | None = None) -> User | None:
     """The enabled user a valid, unrevoked token belongs to, or None."""
     ensure_schema(db)
@@ -253,9 +256,6 @@ def user_for_token(db, token: str, now: datetime | None = None) -> User | None:
     if not last or last < _now_text(now - timedelta(seconds=TOKEN_USE_RESOLUTION)) or last > _now_text(now):
         db.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?", (_now_text(now), rows[0]["token_id"]))
     return _user(rows[0])
-
-
-TOKEN_USE_RESOLUTION = 60     # seconds: how exact api_tokens.last_used is
 
 
 # --- login with rate limiting -------------------------------------------------------------

@@ -18,7 +18,7 @@ from manyi.periods import Quarter
 
 from .auth import audit, login_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store
-from .live import SharedResults, json_body, json_response, shared_results
+from .live import JsonBody, SharedResults, json_body, json_response, shared_results
 from .tables import cn_time, pct, table_download
 
 bp = Blueprint("rankings", __name__)
@@ -145,12 +145,18 @@ def ranking_rows(result, level: str, visible: set[str] | None, sort: str = "rank
     return rows
 
 
-def _load():
+def _load_result():
+    """The request's result (published or live) with its level, sort and order; 400 if it cannot be computed."""
     quarter, level, sort, order, result_id = _params()
     try:
         result = _result(quarter, result_id)
     except ManyiError as exc:
         abort(400, description=f"无法计算 {quarter}：{exc}")
+    return result, level, sort, order
+
+
+def _load():
+    result, level, sort, order = _load_result()
     return result, level, sort, order, ranking_rows(result, level, visible_counties(), sort, order)
 
 
@@ -180,14 +186,10 @@ def export(fmt: str):
 @login_required
 def api_rankings():
     """The ranking of a quarter as JSON (same parameters and scoping as the page)."""
-    quarter, level, sort, order, result_id = _params()
-    try:
-        result = _result(quarter, result_id)
-    except ManyiError as exc:
-        abort(400, description=f"无法计算 {quarter}：{exc}")
+    result, level, sort, order = _load_result()
     visible = visible_counties()
 
-    def body() -> bytes:
+    def body() -> JsonBody:
         rows = ranking_rows(result, level, visible, sort, order)
         return json_body(dict(quarter=str(result.quarter), level=level, result_id=result.result_id,
                               computed_at=result.computed_at.isoformat(), notes=list(result.notes),

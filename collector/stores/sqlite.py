@@ -210,7 +210,7 @@ class SQLiteStore(VoteStore):
         # next retry succeeds once the store is writable again (tests/test_fault_matrix.py).
         # The old connection must be closed first: SQLite shares one file descriptor per file
         # within a process, and a new connection would inherit the read-only one.
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+        if _is_readonly(exc):
             self.conn.close()
             self._reopen = True
 
@@ -546,7 +546,7 @@ def _ensure_rollup_levels(conn: sqlite3.Connection) -> bool:
     try:
         conn.execute("BEGIN IMMEDIATE")          # one process migrates; the others find it done
     except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+        if _is_readonly(exc):
             return False
         raise
     try:
@@ -559,7 +559,7 @@ def _ensure_rollup_levels(conn: sqlite3.Connection) -> bool:
     except sqlite3.OperationalError as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+        if _is_readonly(exc):
             return False
         raise
     except BaseException:
@@ -567,6 +567,11 @@ def _ensure_rollup_levels(conn: sqlite3.Connection) -> bool:
             conn.execute("ROLLBACK")
         raise
     return True
+
+
+def _is_readonly(exc: sqlite3.Error) -> bool:
+    """True when ``exc`` is SQLITE_READONLY (any extended code): the file or its file system refuses writes."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY
 
 
 def _bool(value: int | None) -> bool | None:
