@@ -36,18 +36,24 @@ class CollectorSettings:
     burst_max_votes: int = 5                  # misuse: more than this many votes of one rating ...
     burst_window_seconds: float = 30.0        # ... at one terminal within this many seconds
     mqtt_version: str = "5"                   # "3.1.1": compatibility mode for brokers without MQTT 5 (demo only)
+    qos0_queue_limit: int = 2000              # QoS 0 messages (never a terminal's) dropped, counted, beyond this queue
+    dead_letters_per_source: int = 50         # dead letters stored per terminal per hour; more are counted (0: no limit)
+    log_lines_per_minute: int = 20            # dead-letter warnings logged per minute; more are counted
 
     def __post_init__(self):
         parse_broker(self.broker)
         if self.mqtt_version not in MQTT_VERSIONS:
             raise ConfigError(f"setting 'mqtt_version' must be one of {', '.join(MQTT_VERSIONS)}, "
                               f"got {self.mqtt_version!r}")
-        for name in ("batch_size", "batch_ms", "session_expiry", "receive_maximum", "keepalive"):
+        for name in ("batch_size", "batch_ms", "session_expiry", "receive_maximum", "keepalive", "qos0_queue_limit",
+                     "log_lines_per_minute"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name!r} must be >= 1, got {getattr(self, name)}")
         if not self.shared_group or any(c in self.shared_group for c in "/+#") or self.shared_group.strip() != self.shared_group:
             raise ConfigError(f"setting 'shared_group' must be a non-empty name without '/', '+', '#' or spaces at "
                               f"its ends, got {self.shared_group!r}")
+        if self.dead_letters_per_source < 0:
+            raise ConfigError(f"setting 'dead_letters_per_source' must be >= 0, got {self.dead_letters_per_source}")
         if self.idle_ms < 0:
             raise ConfigError(f"setting 'idle_ms' must be >= 0, got {self.idle_ms}")
         if self.batch_size > self.receive_maximum:

@@ -25,6 +25,13 @@ Why this loses nothing and doubles nothing:
 * Dead letters are stored like votes and then acknowledged, so a bad message never
   blocks the queue; any exception while handling one message becomes a dead letter.
 
+Bounded whatever arrives (docs/security.md): QoS 1 messages are bounded by the receive
+maximum; QoS 0 messages (a terminal never sends one) beyond ``qos0_queue_limit`` queued
+are dropped on the network thread and counted; dead letters keep a 256-byte prefix and a
+hash, at most ``dead_letters_per_source`` per terminal and hour are stored and the rest
+are counted into ``suppressed`` summaries (:class:`~collector.validate.DeadLetterLimiter`);
+dead-letter warnings are logged at most ``log_lines_per_minute`` a minute.
+
 MQTT 3.1.1 compatibility mode (``mqtt_version = "3.1.1"``, for the demo's embedded
 amqtt broker): ``clean_session=False`` instead of the session expiry property (the
 broker decides how long it keeps the session), no CONNECT properties (no receive
@@ -56,7 +63,7 @@ from manyi.exc import StoreError
 
 from .config import CollectorSettings, parse_broker
 from .stores.base import DeadLetter, StoredVote, TerminalStatus, VoteStore
-from .validate import BurstRule, BurstTracker, validate_message
+from .validate import BurstRule, BurstTracker, DeadLetterLimiter, validate_message
 
 log = logging.getLogger("manyi.collector")
 _PUBACK = struct.Struct("!BBH")      # PUBACK fixed header, remaining length 2, packet id
@@ -72,6 +79,27 @@ class Received(NamedTuple):
     retain: bool
     generation: int
     received_at: datetime
+
+
+class LogLimiter:
+    """At most ``per_minute`` warnings a minute; the rest are counted and reported in one line."""
+
+    def __init__(self, logger: logging.Logger, per_minute: int, clock=time.monotonic):
+        self.log, self.per_minute, self.clock = logger, per_minute, clock
+        self._start, self._lines, self.dropped = clock(), 0, 0
+
+    def warning(self, message: str, *args) -> None:
+        """Log ``message`` unless this minute's quota is used up."""
+        now = self.clock()
+        if now - self._start >= 60:
+            if self.dropped:
+                self.log.warning("%d more dead-letter warnings in the last minute were not logged", self.dropped)
+            self._start, self._lines, self.dropped = now, 0, 0
+        if self._lines < self.per_minute:
+            self._lines += 1
+            self.log.warning(message, *args)
+        else:
+            self.dropped += 1
 
 
 class Collector:
@@ -91,6 +119,10 @@ class Collector:
         self.votes_filter = (f"$share/{settings.shared_group}/{protocol.VOTES_SUBSCRIPTION}"
                              if settings.shared_subscription and self.mqtt5 else protocol.VOTES_SUBSCRIPTION)
         self.bursts = BurstTracker(BurstRule(settings.burst_max_votes, settings.burst_window_seconds))
+        self.limiter = DeadLetterLimiter(per_window=settings.dead_letters_per_source)
+        self.letter_log = LogLimiter(log, settings.log_lines_per_minute)
+        self._qos0_dropped = 0                # written by the network thread only
+        self._qos0_counted = 0                # how many of those the writer has handed to the limiter
         self._stop = threading.Event()
         self._connected = threading.Event()
         self.subscribed = threading.Event()   # set when the broker granted both subscriptions
@@ -98,7 +130,7 @@ class Collector:
         self._gen_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self.counters = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0, "statuses": 0,
-                         "acked": 0, "not_acked_stale": 0, "store_failures": 0}
+                         "acked": 0, "not_acked_stale": 0, "store_failures": 0, "suppressed": 0, "qos0_dropped": 0}
         self.client = self._make_client()
 
     # --- MQTT ---------------------------------------------------------------------
@@ -154,6 +186,11 @@ class Collector:
     def _on_message(self, client, userdata, msg):
         # Runs on paho's network thread: only enqueue, never block or raise.
         try:
+            if msg.qos == 0 and self.queue.qsize() >= self.settings.qos0_queue_limit:
+                # QoS 0 skips the broker's flow control (no receive maximum): a flood would grow the
+                # queue without bound. Terminals publish at QoS 1, so only a hostile client is cut.
+                self._qos0_dropped += 1
+                return
             self.queue.put(Received(msg.topic, msg.payload, msg.qos, msg.mid, msg.retain, self._generation,
                                     self.clock.now()))
         except Exception:  # pragma: no cover - defensive: the network thread must survive
@@ -193,6 +230,12 @@ class Collector:
         self._stop.set()
         if self._writer:
             self._writer.join(timeout)
+        try:
+            summaries = self._summaries(force=True)
+            if summaries:
+                self.store.write([], summaries, [])
+        except Exception as exc:  # the store may be the reason we stop
+            log.warning("could not write the last suppressed-letter summaries: %s", exc)
         self.client.disconnect()
         self.client.loop_stop()
         log.info("collector stopped: %s", self.counters)
@@ -245,10 +288,24 @@ class Collector:
                 votes.append(result)
             elif isinstance(result, TerminalStatus):
                 statuses.append(result)
-            else:
-                log.warning("dead letter on %r: %s: %s", result.topic, result.reason, result.detail)
+            elif (not self.settings.dead_letters_per_source
+                  or self.limiter.admit(result, item.payload, time.monotonic(), item.retain)):
+                self.letter_log.warning("dead letter on %r: %s: %s", result.topic, result.reason, result.detail[:300])
                 letters.append(result)
+        letters += self._summaries()
         return votes, letters, statuses
+
+    def _summaries(self, force: bool = False) -> list[DeadLetter]:
+        """The limiter's ``suppressed`` letters that are due (QoS 0 drops counted in first)."""
+        dropped = self._qos0_dropped - self._qos0_counted
+        if dropped:
+            self._qos0_counted += dropped
+            self.counters["qos0_dropped"] += dropped
+            self.limiter.count("qos0", "qos0_dropped", dropped)
+            self.letter_log.warning("%d QoS 0 messages dropped: the queue held more than %d", dropped,
+                                    self.settings.qos0_queue_limit)
+        self.counters["suppressed"] = self.limiter.suppressed
+        return self.limiter.summaries(time.monotonic(), self.clock.now(), force=force)
 
     def _commit(self, votes, letters, statuses) -> bool:
         """Write with retries; True once committed, False when asked to stop first."""
@@ -319,6 +376,9 @@ class Collector:
             try:
                 batch = self._next_batch()
                 if not batch:
+                    summaries = self._summaries()
+                    if summaries:
+                        self._commit([], summaries, [])
                     continue
                 self.counters["received"] += len(batch)
                 votes, letters, statuses = self._classify(batch)

@@ -7,9 +7,10 @@ of a terminal, and gets back what to store.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from bisect import bisect_left, bisect_right, insort
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable
@@ -26,8 +27,9 @@ STATUS_PREFIX = f"{protocol.TOPIC_ROOT}/status/"
 # batch's write again and again and block the queue behind it (a poison message):
 MAX_DEPTH = 16                    # JSON nesting; ours is 2, and CPython's parser hits RecursionError near 1000
 MAX_INT = 2 ** 63 - 1             # SQLite INTEGER (and InfluxDB int) range; Python ints are unbounded
-MAX_SEQ = 2 ** 40                 # a vote every 3 ms for 100 years; keeps sums of seq gaps far below MAX_INT
+MAX_SEQ = 2 ** 40                 # exclusive: a vote every 3 ms for 100 years; keeps seq-gap sums far below MAX_INT
 MIN_INT = -2 ** 63
+DEAD_LETTER_KEEP = 256            # bytes of a dead letter's payload kept; the rest is summarised by size and hash
 
 
 def _clean(text: str) -> str:
@@ -36,8 +38,15 @@ def _clean(text: str) -> str:
 
 
 def dead_letter(topic: str, payload: bytes, reason: str, detail: str, received_at: datetime) -> DeadLetter:
-    """A DeadLetter keeping the raw bytes (truncated to 64 KiB so a flood cannot bloat the store)."""
-    return DeadLetter(topic=_clean(topic), payload=bytes(payload[:65536]), reason=reason, detail=_clean(detail),
+    """A DeadLetter keeping the first DEAD_LETTER_KEEP bytes of the payload; a longer payload is
+    named in the detail by its size and SHA-256, so a terminal sending 8 KiB of junk costs
+    ~0.5 KiB of store per letter (and :class:`DeadLetterLimiter` caps how many letters)."""
+    payload = bytes(payload)
+    if len(payload) > DEAD_LETTER_KEEP:
+        detail = (f"{detail} [payload {len(payload)} bytes, sha256 {hashlib.sha256(payload).hexdigest()}; "
+                  f"first {DEAD_LETTER_KEEP} kept]")
+        payload = payload[:DEAD_LETTER_KEEP]
+    return DeadLetter(topic=_clean(topic[:256]), payload=payload, reason=reason, detail=_clean(detail[:2000]),
                       received_at=received_at)
 
 
@@ -94,8 +103,8 @@ def validate_vote(topic: str, payload: bytes, received_at: datetime) -> StoredVo
         vote = protocol.parse_vote(topic, payload)
     except ProtocolError as exc:
         return dead_letter(topic, payload, exc.reason, exc.detail, received_at)
-    if vote.seq > MAX_SEQ:
-        return dead_letter(topic, payload, "bad_seq", f"seq {vote.seq} is above {MAX_SEQ}", received_at)
+    if vote.seq >= MAX_SEQ:
+        return dead_letter(topic, payload, "bad_seq", f"seq {vote.seq} is not below {MAX_SEQ}", received_at)
     problem = _unstorable([("pressed_at", vote.pressed_at)])
     if problem:
         return dead_letter(topic, payload, "bad_field", problem, received_at)
@@ -235,3 +244,87 @@ class BurstTracker:
                               received_at=vote.received_at, pressed_at=vote.pressed_at, clock_ok=vote.clock_ok,
                               flags=vote.flags | {FLAG_BURST})
         return vote
+
+
+def _source(topic: str) -> str:
+    """Whom a message on ``topic`` claims to come from: its last level (the account's device id
+    under the production ACL), bounded so that a hostile topic cannot make the key huge."""
+    return topic.rsplit("/", 1)[-1][:64]
+
+
+class DeadLetterLimiter:
+    """Keeps dead letters bounded per source: what is stored, and what is only counted.
+
+    Per source (the topic's device) and per ``window`` seconds at most ``per_window``
+    letters are stored; further ones, and exact repeats of a letter already stored in the
+    window, are counted instead. A retained message that is a dead letter is stored once
+    per process lifetime: the broker replays it on every reconnect. What was counted comes
+    back from :meth:`summaries` as one ``suppressed`` dead letter per source, at most once
+    per ``summary_every`` seconds, so nothing is dropped without a trace. Pure: the caller
+    passes the times.
+    """
+
+    def __init__(self, per_window: int = 50, window: float = 3600.0, summary_every: float = 60.0,
+                 remember: int = 10_000):
+        self.per_window, self.window, self.summary_every, self.remember = per_window, window, summary_every, remember
+        self._stored: dict[str, tuple[float, int]] = {}            # source -> (window start, stored in it)
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()   # (source, sha256) -> when stored
+        self._retained: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._pending: dict[str, Counter] = {}                     # source -> reason -> suppressed count
+        self._last_summary = 0.0
+        self.suppressed = 0
+
+    def admit(self, letter: DeadLetter, raw: bytes, now: float, retained: bool = False) -> bool:
+        """True: store ``letter``; False: it was counted (see :meth:`summaries`)."""
+        source = _source(letter.topic)
+        digest = hashlib.sha256(raw).hexdigest()
+        key = (source, digest)
+        if retained and key in self._retained:
+            return self._count(source, letter.reason)
+        seen = self._seen.get(key)
+        if seen is not None and now - seen < self.window:
+            return self._count(source, letter.reason)
+        start, stored = self._stored.get(source, (now, 0))
+        if now - start >= self.window:
+            start, stored = now, 0
+        if stored >= self.per_window:
+            self._stored[source] = (start, stored)
+            return self._count(source, letter.reason)
+        self._stored[source] = (start, stored + 1)
+        self._seen[key] = now
+        self._seen.move_to_end(key)
+        if retained:
+            self._retained[key] = None
+        for table in (self._seen, self._retained):
+            while len(table) > self.remember:
+                table.popitem(last=False)
+        if len(self._stored) > self.remember:
+            for old in [s for s, (t, _) in self._stored.items() if now - t >= self.window]:
+                del self._stored[old]
+        return True
+
+    def count(self, source: str, reason: str, n: int = 1) -> None:
+        """Count ``n`` messages that were dropped before validation (e.g. a QoS 0 flood)."""
+        self._pending.setdefault(source, Counter())[reason] += n
+        self.suppressed += n
+
+    def _count(self, source: str, reason: str) -> bool:
+        self._pending.setdefault(source, Counter())[reason] += 1
+        self.suppressed += 1
+        return False
+
+    def summaries(self, now: float, received_at: datetime, force: bool = False) -> list[DeadLetter]:
+        """One ``suppressed`` dead letter per source with counted messages, at most every ``summary_every`` s."""
+        if not self._pending or (not force and now - self._last_summary < self.summary_every):
+            return []
+        self._last_summary = now
+        letters = []
+        for source, reasons in sorted(self._pending.items()):
+            total = sum(reasons.values())
+            detail = (f"{total} more messages from {source!r} counted, not stored (limit {self.per_window} dead "
+                      f"letters per source per {self.window:.0f} s, repeats and replayed retained messages): "
+                      + ", ".join(f"{reason} {n}" for reason, n in reasons.most_common()))
+            letters.append(DeadLetter(topic=f"{protocol.TOPIC_ROOT}/suppressed/{source}", payload=b"",
+                                      reason="suppressed", detail=_clean(detail), received_at=received_at))
+        self._pending.clear()
+        return letters

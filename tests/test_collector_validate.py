@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta, timezone
 
 from collector.stores import FLAG_BURST, FLAG_CLOCK_REPLACED, DeadLetter, StoredVote, TerminalStatus
-from collector.validate import BurstRule, BurstTracker, is_burst, validate_message
+from collector.validate import DEAD_LETTER_KEEP, BurstRule, BurstTracker, is_burst, validate_message
 from manyi import protocol
 
 NOW = datetime(2026, 11, 23, 1, 30, tzinfo=timezone.utc)
@@ -46,7 +47,9 @@ def test_bad_payloads_become_dead_letters_with_reasons():
     for raw, reason in cases.items():
         got = validate_message(TOPIC, raw, NOW)
         assert isinstance(got, DeadLetter) and got.reason == reason, (raw, got)
-        assert got.payload == raw and got.topic == TOPIC and got.received_at == NOW
+        assert got.payload == raw[:DEAD_LETTER_KEEP] and got.topic == TOPIC and got.received_at == NOW
+        if len(raw) > DEAD_LETTER_KEEP:     # the rest named by size and hash, not kept
+            assert f"payload {len(raw)} bytes, sha256 {hashlib.sha256(raw).hexdigest()}" in got.detail
     assert validate_message("manyi/v1/votes/BAD ID", payload(), NOW).reason == "bad_device"
     assert validate_message("other/topic", payload(), NOW).reason == "bad_topic"
 

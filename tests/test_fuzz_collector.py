@@ -35,7 +35,7 @@ from collector.config import CollectorSettings
 from collector.service import Collector, Received
 from collector.stores import DeadLetter, StoredVote, TerminalStatus
 from collector.stores.sqlite import SQLiteStore
-from collector.validate import MAX_DEPTH, MAX_INT, MAX_SEQ, json_depth, validate_message
+from collector.validate import DEAD_LETTER_KEEP, MAX_DEPTH, MAX_INT, MAX_SEQ, json_depth, validate_message
 from manyi import protocol
 
 NOW = datetime(2026, 11, 23, 1, 30, tzinfo=timezone.utc)
@@ -72,7 +72,7 @@ def dead(*reasons: str) -> frozenset:
 ID_CHARS = string.ascii_lowercase + string.digits
 # Valid device ids (protocol.DEVICE_ID_PATTERN) in one draw: st.from_regex is several times slower.
 devices = st.text(ID_CHARS + "-", min_size=3, max_size=64).map(lambda d: "a" + d[1:] if d[0] == "-" else d)
-seqs = st.integers(min_value=1, max_value=MAX_SEQ)
+seqs = st.integers(min_value=1, max_value=MAX_SEQ - 1)
 ratings = st.sampled_from(protocol.RATINGS)
 # Wire timestamps from 2000 to 2100 at UTC offsets from -14:00 to +14:00, one draw each.
 TIMESTAMP_POOL = [protocol.format_timestamp(datetime(2000 + (i * 7) % 100, 1 + i % 12, 1 + (i * 5) % 28, i % 24,
@@ -108,7 +108,7 @@ EXTRAS = st.dictionaries(extra_keys, json_values, min_size=1, max_size=2)
 FIELD = st.sampled_from(FIELDS)
 FIELD_SETS = st.sets(FIELD, min_size=1)
 NOT_ONE = json_values.filter(lambda x: x != 1)
-BAD_SEQ = json_values | st.integers(max_value=0) | st.integers(min_value=MAX_SEQ + 1)
+BAD_SEQ = json_values | st.integers(max_value=0) | st.integers(min_value=MAX_SEQ)
 NOT_A_RATING = json_values.filter(lambda x: x not in protocol.RATINGS)
 BAD_TIME = json_values | st.sampled_from(["2026-11-23T09:00:00", "yesterday", "", "2026-13-01T00:00:00+08:00"])
 NOT_BOOL = json_values.filter(lambda x: not isinstance(x, bool))
@@ -149,7 +149,7 @@ def _wrong_value(draw, field: str, data: dict):
         value = draw(BAD_SEQ)
         if isinstance(value, bool) or not isinstance(value, int):
             return value, dead("bad_field")
-        return value, dead("bad_seq") if not 1 <= value <= MAX_SEQ else None
+        return value, dead("bad_seq") if not 1 <= value < MAX_SEQ else None
     if field == "rating":
         value = draw(NOT_A_RATING)
         return value, dead("bad_rating" if isinstance(value, str) else "bad_field")
@@ -209,7 +209,7 @@ def huge_numbers(draw):
         elif isinstance(value, bool) or not isinstance(value, int):
             expect = dead("bad_field")
         else:
-            expect = "vote" if 1 <= value <= MAX_SEQ else dead("bad_seq")
+            expect = "vote" if 1 <= value < MAX_SEQ else dead("bad_seq")
     else:
         device = draw(devices)
         data = {"v": 1, "device": device, "online": True}
@@ -416,7 +416,7 @@ def check(case: Case, result) -> None:
         assert got == case.expect, (case, result)
     else:
         assert got in case.expect, (case, result)
-        assert result.reason and result.detail and result.payload == case.payload[:65536]
+        assert result.reason and result.detail and result.payload == case.payload[:DEAD_LETTER_KEEP]
         result.detail.encode("utf-8")
         result.topic.encode("utf-8")
 
@@ -444,7 +444,8 @@ def test_corpus_in_process_through_the_collectors_classification_into_sqlite(cor
     assert {"valid", "wrong", "missing", "huge", "invalid", "random", "deep", "oversize", "forged", "bad",
             "status", "empty"} <= set(kinds), kinds
     store = SQLiteStore(":memory:")
-    collector = Collector(CollectorSettings(broker="127.0.0.1:1", client_id="fuzz-in-process"), store)
+    collector = Collector(CollectorSettings(broker="127.0.0.1:1", client_id="fuzz-in-process",
+                                            dead_letters_per_source=0), store)
     try:
         expected_keys, letters, all_votes = set(), 0, []
         for start in range(0, len(corpus), 250):
@@ -542,7 +543,7 @@ def test_poison_values_that_parse_are_dead_letters_not_store_failures():
     device = "hz-371702001-w01"
     vote = make_vote(device, 1).to_dict()
     cases = {
-        (protocol.vote_topic(device), encode({**vote, "seq": MAX_SEQ + 1}, True)): "bad_seq",
+        (protocol.vote_topic(device), encode({**vote, "seq": MAX_SEQ}, True)): "bad_seq",
         (protocol.vote_topic(device), encode({**vote, "seq": 2 ** 80}, True)): "bad_seq",
         (protocol.status_topic(device), encode({"v": 1, "device": device, "online": True, "outbox_depth": 2 ** 70},
                                                True)): "bad_field",
@@ -559,7 +560,7 @@ def test_poison_values_that_parse_are_dead_letters_not_store_failures():
             assert isinstance(result, DeadLetter) and result.reason == reason, (payload, result)
             store.write([], [result], [])
         assert store.dead_letter_counts() == {"bad_seq": 2, "bad_field": 3, "bad_device": 1}
-        edge = validate_message(protocol.vote_topic(device), encode({**vote, "seq": MAX_SEQ}, True), NOW)
+        edge = validate_message(protocol.vote_topic(device), encode({**vote, "seq": MAX_SEQ - 1}, True), NOW)
         assert isinstance(edge, StoredVote)
         store.write([edge], [], [])
         assert store.stats()["votes"] == 1
@@ -598,7 +599,7 @@ def test_ten_thousand_generated_payloads_through_mosquitto_to_the_collector(corp
     db = tmp_path / "fuzz.db"
     store = SQLiteStore(db)
     collector = Collector(CollectorSettings(broker=broker.address, store=f"sqlite:///{db}", client_id="fuzz-e2e",
-                                            retry_max_seconds=1.0), store).start()
+                                            retry_max_seconds=1.0, dead_letters_per_source=0), store).start()
     publisher = Publisher(broker.port, client_id="fuzz-publisher")
     try:
         assert collector.wait_connected(10)
