@@ -52,12 +52,16 @@ class CenterDB:
         self._readers_lock = threading.Lock()          # not self.lock: a writer may hold that one
         self._closed = False
 
-    def ensure(self, schema: str) -> None:
-        """Create the tables of ``schema`` if they do not exist (once per process and schema)."""
+    def ensure(self, schema: str, upgrade=None) -> None:
+        """Create the tables of ``schema`` if they do not exist (once per process and schema);
+        then ``upgrade(conn)``, if given, adds what older databases lack (in one transaction)."""
         if schema in self._ensured:
             return
         with self.lock:
             self.conn.executescript(schema)
+            if upgrade is not None:
+                with self.transaction() as conn:
+                    upgrade(conn)
             self._ensured.add(schema)
 
     def execute(self, sql: str, params=()) -> sqlite3.Cursor:

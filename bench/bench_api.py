@@ -246,7 +246,7 @@ def prepare(args, log=print) -> tuple[Path, Path, Path, str]:
     db_path = Path(args.workdir) / "center.db"
     db = CenterDB(db_path)
     try:
-        create_user(db, "bench", "bench-password-1234", "city")
+        create_user(db, "bench", "Latency-Pass-1234", "city")
         token = create_token(db, "bench", "bench_api")
     finally:
         db.close()

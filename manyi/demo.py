@@ -177,7 +177,7 @@ def admin_password(workdir: Path, db: Path, log: Path) -> str:
     path = workdir / "admin-password.txt"
     if path.exists():
         return path.read_text().strip()
-    password = secrets.token_urlsafe(12)
+    password = "Demo-" + secrets.token_urlsafe(12) + "9"   # always three kinds of character (password policy)
     with log.open("ab") as out:
         result = subprocess.run(manyi_argv("user", "add", ADMIN_USER, "--role", "admin", "--password-stdin",
                                            "--db", str(db)), input=(password + "\n").encode(), stdout=out,

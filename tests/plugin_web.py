@@ -28,6 +28,8 @@ USERS = {
     "assessor": ("assessment", None),
     "county": ("county", "371702"),      # 牡丹区
     "county2": ("county", "371721"),     # 曹县
+    "security": ("security", None),      # 安全管理员: tokens, no data
+    "auditor": ("auditor", None),        # 审计管理员: the audit log, nothing else
 }
 FAST_HASH = "pbkdf2:sha256:1000"           # test accounts only: keeps fixtures fast
 # Terminals of the Heze sample used by the tests (device -> county).

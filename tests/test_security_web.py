@@ -25,6 +25,7 @@ from openpyxl import load_workbook
 from analytics.web import create_app
 from analytics.web.auth import audit_entries, create_token, create_user, set_password
 from analytics.web.context import get_db, get_store, resources
+from analytics.web.cursors import CursorSealer
 from plugin_web import DEVICE_A, DEVICE_B, FAST_HASH, PASSWORD, USERS, AuthActions, write_votes
 
 # Routes anyone may use without logging in, and why.
@@ -37,13 +38,15 @@ PUBLIC = {
     "live.topojson": "a constant, empty base map (the name is never used to open a file)",
     "openapi.openapi_json": "the API description: paths and parameters, no data",
 }
-EVERYONE = frozenset(USERS)
+ALL_USERS = frozenset(USERS)
+EVERYONE = ALL_USERS - {"security", "auditor"}     # the users who see data (三员分立: not those two)
 # endpoint -> the users (see plugin_web.USERS) that may use it; every other logged-in user gets 403.
 ACCESS = {
     "live.index": EVERYONE, "live.terminals": EVERYONE, "live.api_map": EVERYONE, "live.api_feed": EVERYONE,
-    "live.api_stream": EVERYONE, "live.api_terminals": EVERYONE, "live.api_me": EVERYONE,
-    "live.audit_page": {"admin"}, "live.api_audit": {"admin"}, "live.users": {"admin"}, "live.user_action": {"admin"},
-    "auth.revoke_token_view": {"admin"},
+    "live.api_stream": EVERYONE, "live.api_terminals": EVERYONE, "live.api_me": ALL_USERS,
+    "live.audit_page": {"auditor"}, "live.api_audit": {"auditor"}, "live.users": {"admin", "security"}, "live.add_user": {"admin"},
+    "live.user_action": {"admin"}, "auth.revoke_token_view": {"security"}, "auth.issue_token_view": {"security"},
+    "auth.account": ALL_USERS,
     "alerts.index": EVERYONE, "alerts.api_alerts": EVERYONE, "alerts.api_rules": EVERYONE, "alerts.ack": EVERYONE,
     "alerts.api_ack": EVERYONE, "alerts.save_rule": {"admin", "city"}, "alerts.delete_rule": {"admin", "city"},
     "cases.index": EVERYONE, "cases.detail": EVERYONE, "cases.export": EVERYONE, "cases.api_list": EVERYONE,
@@ -165,7 +168,7 @@ def test_public_routes_serve_no_data(sec_app):
 
 def test_every_route_by_role(sec_app):
     failures = []
-    for username in ("admin", "city", "assessor", "county"):
+    for username in ("admin", "city", "assessor", "county", "security", "auditor"):
         client = logged_in(sec_app, username)
         token = AuthActions(client).csrf()
         for endpoint, method, url in quick_rules(sec_app):
@@ -608,7 +611,7 @@ def test_live_json_and_stream_carry_names_as_data(hostile):
     assert feed.json["items"][-1]["county_name"] == SCRIPT + "区"
     figure = json.dumps(client.get("/api/v1/map").json["figure"], ensure_ascii=False)
     assert "<script>" not in figure and "<img" not in figure
-    stream = client.get("/api/v1/stream?after=0").get_data(as_text=True)
+    stream = client.get(f"/api/v1/stream?after={CursorSealer(app.config['SECRET_KEY']).seal('0')}").get_data(as_text=True)
     events = [block for block in stream.split("\n\n") if "event: vote" in block]
     assert len(events) == 3
     for block in events:
@@ -631,7 +634,7 @@ def test_stream_framing_survives_line_breaks_in_names(tmp_path, heze, clock):
     try:
         create_user(get_db(app), "city", PASSWORD, "city", method=FAST_HASH)
         write_votes(get_store(app), [(DEVICE_A, "satisfied", clock.now())])
-        stream = logged_in(app, "city").get("/api/v1/stream?after=0").get_data(as_text=True)
+        stream = logged_in(app, "city").get(f"/api/v1/stream?after={CursorSealer('t').seal('0')}").get_data(as_text=True)
         lines = re.split(r"\r\n|\r|\n", stream)           # how an EventSource splits the stream
         assert [line for line in lines if line.startswith("event:")] == ["event: vote"]
         [data] = [line for line in lines if line.startswith("data:")]
@@ -741,7 +744,8 @@ def test_survey_notes_and_file_names_with_markup_stay_text(client, auth, app):
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     notes = [r["note"] for r in get_db(app).query("SELECT note FROM survey_answers ORDER BY source_row")]
     assert notes[0] == SCRIPT
-    for url in ("/imports", "/audit"):
+    for username, url in (("admin", "/imports"), ("auditor", "/audit")):
+        auth.login(username)
         body = client.get(url).get_data(as_text=True)
         assert not [bit for bit in RAW_MARKUP if bit in body], url
     assert "&lt;img src=x onerror=alert(4)&gt;.csv" in body
@@ -771,11 +775,11 @@ def test_api_answers_no_cross_origin_reader(sec_app, api_token):
     assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
-def test_admin_revokes_a_token_on_the_users_page(sec_app, api_token):
+def test_security_administrator_revokes_a_token_on_the_users_page(sec_app, api_token):
     token = api_token("county")
     bearer = {"Authorization": f"Bearer {token}"}
     assert sec_app.test_client().get("/api/v1/me", headers=bearer).status_code == 200
-    admin = logged_in(sec_app, "admin")
+    admin = logged_in(sec_app, "security")
     page = admin.get("/admin/users").get_data(as_text=True)
     token_id = re.search(r'action="/admin/tokens/(\d+)/revoke"', page).group(1)
     assert token not in page

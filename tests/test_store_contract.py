@@ -129,6 +129,18 @@ def test_feed_returns_votes_in_storage_order_after_a_cursor(store):
     assert new[0].rating == "satisfied" and new[0].time == T0 + timedelta(minutes=1)
 
 
+def test_feed_of_some_devices_reads_only_theirs(store):
+    """A county user's ticker: the newest votes of its terminals, however many others came after them."""
+    store.write([vote(DEV_B, seq=1, received=T0 + timedelta(minutes=1))])
+    store.write([vote(seq=s, received=T0 + timedelta(minutes=1 + s)) for s in range(1, 30)])
+    latest = store.feed(limit=5, devices=[DEV_B])
+    assert [(i.device, i.seq) for i in latest] == [(DEV_B, 1)]
+    assert store.feed(after=latest[-1].cursor, devices=[DEV_B]) == []
+    store.write([vote(DEV_B, seq=2, received=T0 + timedelta(hours=1))])
+    assert [(i.device, i.seq) for i in store.feed(after=latest[-1].cursor, devices=[DEV_B])] == [(DEV_B, 2)]
+    assert store.feed(limit=5, devices=[]) == []
+
+
 def test_dead_letters_keep_raw_bytes_newest_first(store):
     letters = [DeadLetter("manyi/v1/votes/x", b"\xff\xfe raw", "bad_encoding", "not UTF-8", T0),
                DeadLetter("manyi/v1/votes/x", b"{", "bad_json", "not JSON", T0 + timedelta(seconds=1)),

@@ -7,12 +7,14 @@ import io
 import pytest
 
 from analytics.web import create_app
-from analytics.web.auth import (AuthError, audit_entries, authenticate, create_token, create_user, get_user,
+from analytics.web.auth import (AuthError, LoginLocked, audit_entries, authenticate, create_token, create_user, get_user,
                                 set_disabled)
 from analytics.web.context import get_db
 from plugin_web import PASSWORD, USERS
 
-ROLES_PAGES = {"/": set(USERS), "/terminals": set(USERS), "/audit": {"admin"}, "/admin/users": {"admin"}}
+DATA_USERS = set(USERS) - {"security", "auditor"}      # the security and audit administrators see no data
+ROLES_PAGES = {"/": DATA_USERS, "/terminals": DATA_USERS, "/audit": {"auditor"}, "/admin/users": {"admin", "security"},
+               "/account": set(USERS)}
 
 
 def test_passwords_are_stored_hashed_with_scrypt_by_default(app):
@@ -69,7 +71,7 @@ def test_session_is_renewed_at_login(client, auth):
     assert auth.csrf() != before
 
 
-def test_five_failures_lock_the_name_for_fifteen_minutes(client, auth, clock, app):
+def test_five_failures_lock_the_name_at_that_address_for_fifteen_minutes(client, auth, clock, app):
     for _ in range(5):
         assert auth.login("county", "bad-password").status_code == 401
     locked = auth.login("county", PASSWORD)          # even the right password is refused meanwhile
@@ -85,7 +87,7 @@ def test_five_failures_lock_the_name_for_fifteen_minutes(client, auth, clock, ap
 def test_lockout_is_shared_by_every_worker_through_the_center_db(app, clock, heze, tmp_path):
     db = get_db(app)
     for _ in range(5):
-        assert authenticate(db, "city", "bad", "10.0.0.1", clock.now()) is None
+        assert authenticate(db, "city", "bad", "127.0.0.1", clock.now()) is None     # the test client's address
     other = create_app({"TESTING": True, "CENTER_DB": app.config["CENTER_DB"], "REGISTRY": heze, "CLOCK": clock,
                         "STORE_URL": app.config["STORE_URL"], "SESSION_COOKIE_SECURE": False})
     client = other.test_client()
@@ -94,6 +96,24 @@ def test_lockout_is_shared_by_every_worker_through_the_center_db(app, clock, hez
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     response = client.post("/login", data={"username": "city", "password": PASSWORD, "csrf_token": token})
     assert response.status_code == 429
+
+
+def test_failures_at_another_address_do_not_lock_the_user_out(app, clock):
+    """A hostile client that guesses a user's password locks itself out, not the user."""
+    db = get_db(app)
+    for _ in range(5):
+        assert authenticate(db, "city", "bad", "10.9.9.9", clock.now()) is None
+    with pytest.raises(LoginLocked):
+        authenticate(db, "city", PASSWORD, "10.9.9.9", clock.now())
+    assert authenticate(db, "city", PASSWORD, "10.0.0.1", clock.now()).username == "city"
+
+
+def test_a_name_guessed_from_many_addresses_is_locked_everywhere(app, clock):
+    db = get_db(app)
+    for n in range(100):
+        assert authenticate(db, "city", "bad", f"10.1.{n // 250}.{n % 250}", clock.now()) is None
+    with pytest.raises(LoginLocked):
+        authenticate(db, "city", PASSWORD, "10.0.0.1", clock.now())
 
 
 def test_one_address_guessing_many_names_is_locked(client, auth, app):
@@ -147,8 +167,8 @@ def test_pages_by_role(app, path):
 
 
 def test_admin_api_audit_by_role(client, auth, api_token):
-    assert client.get("/api/v1/audit", headers={"Authorization": f"Bearer {api_token('admin')}"}).status_code == 200
-    for username in ("city", "assessor", "county"):
+    assert client.get("/api/v1/audit", headers={"Authorization": f"Bearer {api_token('auditor')}"}).status_code == 200
+    for username in ("admin", "security", "city", "assessor", "county"):
         response = client.get("/api/v1/audit", headers={"Authorization": f"Bearer {api_token(username)}"})
         assert response.status_code == 403
         assert response.json["error"] == "无权访问"
@@ -192,7 +212,7 @@ def test_disabling_a_user_ends_its_session_and_login(app, client, auth):
     assert auth.login("city").status_code == 401
 
 
-def test_admin_adds_disables_resets_and_issues_tokens(app, client, auth):
+def test_admin_adds_disables_resets_and_security_issues_tokens(app, client, auth):
     auth.login("admin")
     response = auth.post("/admin/users", {"username": "newcounty", "password": "long-enough-1", "role": "county",
                                           "county_code": "371722"}, follow_redirects=True)
@@ -202,16 +222,26 @@ def test_admin_adds_disables_resets_and_issues_tokens(app, client, auth):
     assert response.status_code == 400 and "county code" in response.get_data(as_text=True)
     response = auth.post("/admin/users", {"username": "short", "password": "short", "role": "city"})
     assert response.status_code == 400
+    response = auth.post("/admin/users", {"username": "boss", "password": "long-enough-1", "role": "security"})
+    assert response.status_code == 400 and get_user(get_db(app), "boss") is None   # 三员 only on the server
     auth.post("/admin/users/newcounty/password", {"password": "another-pass-2"})
     auth.post("/admin/users/newcounty/disable")
     assert get_user(get_db(app), "newcounty").disabled
-    page = auth.post("/admin/users/newcounty/token", follow_redirects=True).get_data(as_text=True)
-    assert "mny_" in page
+    assert auth.post("/admin/users/newcounty/token").status_code == 403           # tokens: security administrator
     assert auth.post("/admin/users/admin/disable", follow_redirects=True).status_code == 200
-    assert not get_user(get_db(app), "admin").disabled             # an admin cannot lock itself out
+    assert not get_user(get_db(app), "admin").disabled             # administrators are managed on the server only
+    assert auth.post("/admin/users/auditor/disable", follow_redirects=True).status_code == 200
+    assert not get_user(get_db(app), "auditor").disabled
     actions = [e["action"] for e in audit_entries(get_db(app), action="user.")]
-    assert {"user.add", "user.password", "user.disable", "user.token"} <= set(actions)
+    assert {"user.add", "user.password", "user.disable"} <= set(actions)
     auth.post("/admin/users/newcounty/enable")
+    auth.logout()
+    auth.login("security")
+    response = auth.post("/admin/users/newcounty/token", {"name": "大屏"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "mny_" in page and "no-store" in response.headers["Cache-Control"]
+    assert "mny_" not in str(client.get_cookie("manyi_session").value)      # never in the session cookie
+    assert audit_entries(get_db(app), action="token.add")[0]["detail"]["username"] == "newcounty"
     auth.logout()
     assert auth.login("newcounty", "another-pass-2").status_code == 302
 
@@ -231,8 +261,8 @@ def test_create_user_validation(app, heze):
 def test_hostile_username_is_escaped_in_admin_and_audit_pages(app, client, auth):
     create_user(get_db(app), "<script>alert(1)</script>", "long-enough-1", "city")
     auth.login("<script>alert(1)</script>", "wrong-password")
-    auth.login("admin")
-    for path in ("/admin/users", "/audit"):
+    for username, path in (("admin", "/admin/users"), ("auditor", "/audit")):
+        auth.login(username)
         page = client.get(path).get_data(as_text=True)
         assert "<script>alert(1)" not in page, path
         assert "&lt;script&gt;alert(1)" in page, path
@@ -275,8 +305,8 @@ def test_behind_a_reverse_proxy_the_real_client_address_is_used(app, heze, clock
     assert ips == {"10.1.0.0", "10.1.0.1", "10.1.0.2"}
 
 
-API_ROLES = {"/api/v1/map?figure=0": set(USERS), "/api/v1/feed": set(USERS), "/api/v1/stream": set(USERS),
-             "/api/v1/terminals": set(USERS), "/api/v1/me": set(USERS), "/api/v1/audit": {"admin"}}
+API_ROLES = {"/api/v1/map?figure=0": DATA_USERS, "/api/v1/feed": DATA_USERS, "/api/v1/stream": DATA_USERS,
+             "/api/v1/terminals": DATA_USERS, "/api/v1/me": set(USERS), "/api/v1/audit": {"auditor"}}
 
 
 @pytest.mark.parametrize("path", sorted(API_ROLES))

@@ -115,9 +115,21 @@ def test_stream_sends_votes_after_the_cursor(app, votes):
     assert response.mimetype == "text/event-stream"
     events = _events(response.get_data(as_text=True))
     assert [e["seq"] for e in events] == [i["seq"] for i in items[-2:]]
-    assert [e["id"] for e in events] == [i["cursor"] for i in items[-2:]]
-    resumed = _events(client.get("/api/v1/stream", headers={"Last-Event-ID": items[-2]["cursor"]}).get_data(as_text=True))
-    assert [e["cursor"] for e in resumed] == [items[-1]["cursor"]]
+    assert [e["id"] for e in events] == [e["cursor"] for e in events]
+    resumed = _events(client.get("/api/v1/stream", headers={"Last-Event-ID": events[0]["id"]}).get_data(as_text=True))
+    assert [e["seq"] for e in resumed] == [items[-1]["seq"]]
+
+
+def test_cursors_are_sealed_and_reveal_no_count(app, votes, web_store, clock):
+    """A cursor is opaque: a new one each time, nothing of the store's row ids, and a forged one is refused."""
+    client = _client(app, "county2")
+    first, again = client.get("/api/v1/feed").json["cursor"], client.get("/api/v1/feed").json["cursor"]
+    assert first != again and not first.isdigit()
+    for n in range(1, 40):
+        assert str(n) not in (first, again)
+    assert client.get("/api/v1/feed?after=5").status_code == 400          # a raw store cursor is refused
+    tampered = first[:-2] + ("AA" if first[-2:] != "AA" else "BB")
+    assert client.get(f"/api/v1/feed?after={tampered}").status_code == 400
 
 
 def test_stream_delivers_a_vote_written_while_it_is_open(app, web_store, clock):
@@ -133,13 +145,21 @@ def test_stream_delivers_a_vote_written_while_it_is_open(app, web_store, clock):
     assert body.startswith("retry: 2000")
 
 
-def test_stream_hides_other_counties_but_moves_the_cursor(app, votes, web_store, clock):
+def test_stream_hides_other_counties(app, votes, web_store, clock):
     client = _client(app, "county2")
     cursor = client.get("/api/v1/feed").json["cursor"]
     write_votes(web_store, [(DEVICE_A, "unsatisfied", clock.now())])
     body = client.get(f"/api/v1/stream?after={cursor}").get_data(as_text=True)
     assert _events(body) == []
-    assert "id: " in body and DEVICE_A not in body
+    assert DEVICE_A not in body
+
+
+def test_a_county_ticker_starts_with_its_own_newest_votes(app, web_store, clock):
+    """The feed without a cursor reads the county's terminals, however many city votes came after."""
+    write_votes(web_store, [(DEVICE_B, "unsatisfied", clock.now())])
+    write_votes(web_store, [(DEVICE_A, "satisfied", clock.now()) for _ in range(600)])
+    items = _client(app, "county2").get("/api/v1/feed?limit=5").json["items"]
+    assert [i["device"] for i in items] == [DEVICE_B]
 
 
 def _status(device, now, online=True, **kw):

@@ -23,7 +23,7 @@ def _nav_active(html: str) -> list[str]:
 
 @pytest.mark.parametrize("path", PAGES)
 def test_sample_registry_labels_every_page_as_simulated(client, auth, path):
-    auth.login("admin")
+    auth.login("auditor" if path == "/audit" else "admin")
     page = client.get(path)
     assert page.status_code == 200
     html = page.get_data(as_text=True)
@@ -74,7 +74,7 @@ def test_registry_not_marked_sample_shows_no_banner(real_app):
     ("/audit", "/audit"), ("/admin/users", "/admin/users"),
 ])
 def test_navigation_marks_exactly_the_current_page(client, auth, path, active):
-    auth.login("admin")
+    auth.login("auditor" if path == "/audit" else "admin")
     assert _nav_active(client.get(path).get_data(as_text=True)) == [active]
 
 
@@ -145,7 +145,7 @@ def test_live_page_has_legend_units_and_an_empty_ticker_state(client, auth):
 def test_audit_log_shows_china_time_and_chinese_actions(client, auth, app):
     from analytics.web.context import get_db
 
-    auth.login("admin")
+    auth.login("auditor")
     at = get_db(app).query("SELECT at FROM audit_log ORDER BY id DESC LIMIT 1")[0]["at"]
     local = datetime.fromisoformat(at).astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")
     html = client.get("/audit").get_data(as_text=True)
@@ -171,7 +171,9 @@ def test_drill_page_without_votes_says_so(client, auth):
 
 
 @pytest.mark.parametrize("user, shown, hidden", [
-    ("admin", ["/imports", "/audit", "/admin/users"], []),
+    ("admin", ["/imports", "/admin/users"], ["/audit"]),
+    ("auditor", ["/audit", "/account"], ["/", "/imports", "/admin/users", "/cases"]),
+    ("security", ["/admin/users", "/account"], ["/", "/audit", "/imports", "/cases"]),
     ("assessor", ["/imports"], ["/audit", "/admin/users"]),
     ("city", ["/rankings", "/cases"], ["/imports", "/audit", "/admin/users"]),
     ("county", ["/", "/drill", "/terminals"], ["/imports", "/audit", "/admin/users"]),

@@ -2,12 +2,24 @@
 
 Users, failed logins, API tokens and the audit log live in the CenterDB (so a lock-out
 holds across worker processes). Passwords are hashed with werkzeug.security; API
-tokens are random and stored only as SHA-256 hashes. Roles:
+tokens are random and stored only as SHA-256 hashes. Roles (三员分立, 等保 2.0 level 3):
 
-- ``admin``: everything, including users and the audit log;
+- ``admin`` (系统管理员): the data pages, imports, and the accounts of the business roles;
+- ``security`` (安全管理员): API tokens (issue, revoke) and the accounts list, no data;
+- ``auditor`` (审计管理员): the audit log and nothing else;
 - ``city``: city staff, every county;
 - ``county``: county staff, only its own county (pages, API, actions);
 - ``assessment``: the assessment office, every county, read-mostly.
+
+The three administrator roles are created only with ``manyi user add`` on the server: no
+web page grants them. Nobody can change or delete the audit log: the table refuses UPDATE
+and DELETE (triggers), and each entry carries a hash chained to the one before it, which
+``manyi audit verify`` checks.
+
+Passwords: at least 10 characters of three kinds (lower case, upper case, digits,
+others), not containing the user name; administrators must change theirs every
+PASSWORD_MAX_AGE_DAYS days. Logins are throttled per name and address, per address, and
+per name from anywhere at a much higher bound (docs/security.md).
 
 Every non-GET request from a browser session must carry the session's CSRF token
 (form field ``csrf_token`` or header ``X-CSRF-Token``); requests authenticated with
@@ -40,11 +52,23 @@ from manyi.exc import ManyiError
 
 from .context import get_clock, get_db
 
-ROLES = ("admin", "city", "county", "assessment")
-ROLE_LABELS = {"admin": "系统管理员", "city": "市级人员", "county": "县区人员", "assessment": "考核办"}
+ROLES = ("admin", "security", "auditor", "city", "county", "assessment")
+ROLE_LABELS = {"admin": "系统管理员", "security": "安全管理员", "auditor": "审计管理员", "city": "市级人员",
+               "county": "县区人员", "assessment": "考核办"}
+ADMIN_ROLES = frozenset({"admin", "security", "auditor"})      # 三员: created on the server only
+BUSINESS_ROLES = ("city", "county", "assessment")              # what the web's user administration may grant
 ALL_COUNTY_ROLES = frozenset({"admin", "city", "assessment"})
+# The security and audit administrators see no data: only these endpoints (and the public ones).
+ROLE_ENDPOINTS = {
+    "auditor": frozenset({"live.audit_page", "live.api_audit", "live.api_me", "auth.account", "auth.logout"}),
+    "security": frozenset({"live.users", "auth.revoke_token_view", "auth.issue_token_view", "live.api_me",
+                           "auth.account", "auth.logout"}),
+}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MIN_PASSWORD = 8
+MIN_PASSWORD = 10
+MAX_PASSWORD = 256
+MAX_USERNAME = 64
+PASSWORD_MAX_AGE_DAYS = 90          # administrators (ADMIN_ROLES) must change their password this often
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -55,7 +79,8 @@ CREATE TABLE IF NOT EXISTS users (
     county_code TEXT,
     disabled INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
-    last_login TEXT
+    last_login TEXT,
+    password_changed_at TEXT
 );
 CREATE TABLE IF NOT EXISTS login_failures (
     id INTEGER PRIMARY KEY,
@@ -80,9 +105,15 @@ CREATE TABLE IF NOT EXISTS audit_log (
     role TEXT,
     ip TEXT,
     action TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '{}'
+    detail TEXT NOT NULL DEFAULT '{}',
+    chain TEXT                   -- SHA-256 of the previous entry's chain and this entry (tamper evidence)
 );
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log(at);
+-- The audit log is append-only: no role, and no code path, may rewrite or erase it.
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TABLE IF NOT EXISTS web_sessions (
     id INTEGER PRIMARY KEY,
     sid_hash TEXT NOT NULL UNIQUE,   -- SHA-256 of the id in the cookie
@@ -130,8 +161,33 @@ def _user(row) -> User:
 # --- account management (used by the admin pages and the CLI) ------------------------------
 
 def ensure_schema(db) -> None:
-    """Create the auth tables in ``db`` if needed."""
-    db.ensure(SCHEMA)
+    """Create the auth tables in ``db`` if needed (and add the columns newer versions use)."""
+    db.ensure(SCHEMA, _upgrade)
+
+
+def _upgrade(conn) -> None:
+    """Columns added after the first release: the password's age and the audit log's hash chain."""
+    for table, column, kind in (("users", "password_changed_at", "TEXT"), ("audit_log", "chain", "TEXT")):
+        names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in names:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def check_password(password: str, username: str = "") -> None:
+    """Raise AuthError unless ``password`` meets the policy (等保 2.0: length and complexity)."""
+    password = password or ""
+    if len(password) < MIN_PASSWORD:
+        raise AuthError(f"password must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AuthError(f"password must have at most {MAX_PASSWORD} characters")
+    kinds = sum((any(c.islower() for c in password), any(c.isupper() for c in password),
+                 any(c.isdigit() for c in password), any(not c.isalnum() for c in password)))
+    if kinds < 3:
+        raise AuthError("password must mix at least three of: lower case, upper case, digits, other characters")
+    if username and username.lower() in password.lower():
+        raise AuthError("password must not contain the user name")
+    if len(set(password)) < 5:
+        raise AuthError("password must have at least 5 different characters")
 
 
 def _validate(role: str, county_code: str | None, registry=None) -> None:
@@ -153,18 +209,18 @@ def create_user(db, username: str, password: str, role: str, county_code: str | 
     """
     ensure_schema(db)
     username = (username or "").strip()
-    if not username or len(username) > 64 or any(c.isspace() for c in username):
-        raise AuthError(f"username {username!r} must be 1-64 characters without spaces")
+    if not username or len(username) > MAX_USERNAME or any(c.isspace() for c in username):
+        raise AuthError(f"username {username[:MAX_USERNAME]!r} must be 1-{MAX_USERNAME} characters without spaces")
     _validate(role, county_code or None, registry)
-    if len(password or "") < MIN_PASSWORD:
-        raise AuthError(f"password must have at least {MIN_PASSWORD} characters")
+    check_password(password, username)
     if db.query("SELECT 1 FROM users WHERE username = ?", (username,)):
         raise AuthError(f"user {username!r} already exists")
+    stamp = _now_text(now or datetime.now(timezone.utc))
     cur = db.execute(
-        "INSERT INTO users (username, password_hash, role, county_code, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO users (username, password_hash, role, county_code, created_at, password_changed_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
         (username, generate_password_hash(password, **({"method": method} if method else {})), role,
-         county_code or None,
-         _now_text(now or datetime.now(timezone.utc))))
+         county_code or None, stamp, stamp))
     return User(cur.lastrowid, username, role, county_code or None)
 
 
@@ -186,15 +242,25 @@ def list_users(db) -> list[dict]:
                               "FROM users ORDER BY username")]
 
 
-def set_password(db, username: str, password: str) -> None:
+def set_password(db, username: str, password: str, now: datetime | None = None) -> None:
     """Replace a user's password (and end the lock-out of that name)."""
-    if len(password or "") < MIN_PASSWORD:
-        raise AuthError(f"password must have at least {MIN_PASSWORD} characters")
+    check_password(password, username)
     if get_user(db, username) is None:
         raise AuthError(f"no user {username!r}")
-    db.execute("UPDATE users SET password_hash = ? WHERE username = ?", (generate_password_hash(password), username))
-    db.execute("DELETE FROM login_failures WHERE kind = 'user' AND key = ?", (username,))
+    db.execute("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
+               (generate_password_hash(password), _now_text(now or datetime.now(timezone.utc)), username))
+    db.execute("DELETE FROM login_failures WHERE kind IN ('user', 'pair') AND key LIKE ?",
+               ("%" + username.replace("%", "").replace("_", "") + "%",))
     end_sessions(db, get_user(db, username).id)
+
+
+def password_expired(db, user: "User", now: datetime) -> bool:
+    """True when an administrator's password is older than PASSWORD_MAX_AGE_DAYS (or its age is unknown)."""
+    if user.role not in ADMIN_ROLES:
+        return False
+    rows = db.query("SELECT password_changed_at FROM users WHERE id = ?", (user.id,))
+    changed = rows[0]["password_changed_at"] if rows else None
+    return not changed or changed < _now_text(now - timedelta(days=PASSWORD_MAX_AGE_DAYS))
 
 
 def set_disabled(db, username: str, disabled: bool) -> None:
@@ -270,28 +336,36 @@ def _failures(db, kind: str, key: str, since: datetime) -> int:
 
 
 def authenticate(db, username: str, password: str, ip: str, now: datetime, *, max_user: int = 5,
-                 max_ip: int = 20, window: timedelta = timedelta(minutes=15)) -> User | None:
+                 max_ip: int = 20, max_user_any: int = 100, window: timedelta = timedelta(minutes=15)) -> User | None:
     """Check a login; return the user, None for wrong credentials, or raise LoginLocked.
 
-    A name with ``max_user`` failures, or an address with ``max_ip`` failures, within
-    ``window`` is locked until the oldest of them leaves the window; even the right
-    password is refused meanwhile, so guessing gains nothing.
+    Locked until the oldest failure leaves ``window``: a name at one address after
+    ``max_user`` failures, an address after ``max_ip``, and a name from anywhere after
+    ``max_user_any`` (a guess spread over many addresses). Even the right password is
+    refused meanwhile, so guessing gains nothing. A hostile client therefore locks out only
+    itself, not the user whose name it tries (unless it commands ``max_user_any / max_user``
+    addresses). ``username`` and ``password`` are bounded before anything is stored.
     """
     ensure_schema(db)
+    username, password = (username or "")[:MAX_USERNAME + 1], (password or "")[:MAX_PASSWORD + 1]
+    ip = (ip or "?")[:64]
     since = now - window
-    if _failures(db, "user", username, since) >= max_user or _failures(db, "ip", ip, since) >= max_ip:
+    pair = f"{ip} {username}"
+    if (_failures(db, "pair", pair, since) >= max_user or _failures(db, "ip", ip, since) >= max_ip
+            or _failures(db, "user", username, since) >= max_user_any):
         raise LoginLocked("too many failed logins; try again in 15 minutes")
-    rows = db.query("SELECT * FROM users WHERE username = ?", (username,))
+    rows = db.query("SELECT * FROM users WHERE username = ?", (username,)) if len(username) <= MAX_USERNAME else []
     # Exactly one hash check whatever the name: the response time reveals neither unknown nor disabled names.
-    matches = check_password_hash(rows[0]["password_hash"] if rows else _DUMMY_HASH, password or "")
+    matches = check_password_hash(rows[0]["password_hash"] if rows else _DUMMY_HASH, password)
     ok = bool(rows) and not rows[0]["disabled"] and matches
     if not ok:
+        stamp = _now_text(now)
         with db.transaction() as conn:
-            conn.execute("INSERT INTO login_failures (kind, key, at) VALUES ('user', ?, ?)", (username, _now_text(now)))
-            conn.execute("INSERT INTO login_failures (kind, key, at) VALUES ('ip', ?, ?)", (ip, _now_text(now)))
+            conn.executemany("INSERT INTO login_failures (kind, key, at) VALUES (?, ?, ?)",
+                             [("user", username, stamp), ("ip", ip, stamp), ("pair", pair, stamp)])
             conn.execute("DELETE FROM login_failures WHERE at < ?", (_now_text(now - 4 * window),))
         return None
-    db.execute("DELETE FROM login_failures WHERE kind = 'user' AND key = ?", (username,))
+    db.execute("DELETE FROM login_failures WHERE kind = 'pair' AND key = ?", (pair,))
     db.execute("UPDATE users SET last_login = ? WHERE id = ?", (_now_text(now), rows[0]["id"]))
     return _user(rows[0])
 
@@ -348,11 +422,47 @@ def _forget_old_sessions(db, lifetime: timedelta) -> None:
 
 def write_audit(db, action: str, detail: dict | None = None, *, username: str | None = None,
                 role: str | None = None, ip: str | None = None, now: datetime | None = None) -> None:
-    """Append one entry to the audit log (outside a request: CLI, background workers)."""
+    """Append one entry to the audit log (outside a request: CLI, background workers).
+
+    Every text is bounded (a hostile login name cannot fill the disk), and the entry's
+    ``chain`` is the SHA-256 of the previous entry's chain and this entry's fields, so
+    that a row changed or removed behind the application's back shows in :func:`verify_audit`.
+    """
     ensure_schema(db)
-    db.execute("INSERT INTO audit_log (at, username, role, ip, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
-               (_now_text(now or datetime.now(timezone.utc)), username, role, ip, action,
-                json.dumps(detail or {}, ensure_ascii=False, default=str)))
+    text = json.dumps(detail or {}, ensure_ascii=False, default=str)
+    if len(text) > 4000:
+        text = json.dumps({"truncated": text[:3900]}, ensure_ascii=False)
+    fields = (_now_text(now or datetime.now(timezone.utc)), _bounded(username, MAX_USERNAME + 1), _bounded(role, 32),
+              _bounded(ip, 64), action[:64], text)
+    with db.transaction() as conn:
+        last = conn.execute("SELECT chain FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+        conn.execute("INSERT INTO audit_log (at, username, role, ip, action, detail, chain) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (*fields, _chain(last[0] if last else None, fields)))
+
+
+def _bounded(text: str | None, limit: int) -> str | None:
+    return None if text is None else str(text)[:limit]
+
+
+def _chain(previous: str | None, fields) -> str:
+    data = json.dumps([previous or "", *fields], ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+def verify_audit(db) -> tuple[int, list[int]]:
+    """(entries checked, ids whose chain does not match): a changed, inserted or removed row breaks the chain.
+    Entries written before the chain existed (chain NULL) are counted and skipped."""
+    ensure_schema(db)
+    previous, checked, broken = None, 0, []
+    for row in db.query("SELECT id, at, username, role, ip, action, detail, chain FROM audit_log ORDER BY id"):
+        if row["chain"] is None:
+            continue
+        checked += 1
+        fields = (row["at"], row["username"], row["role"], row["ip"], row["action"], row["detail"])
+        if row["chain"] != _chain(previous, fields):
+            broken.append(row["id"])
+        previous = row["chain"]
+    return checked, broken
 
 
 def audit(action: str, detail: dict | None = None) -> None:
@@ -450,10 +560,12 @@ def _load_user() -> None:
         g.via_token = True
         if not is_api_request():
             return jsonify(error="unauthorized", message="API tokens are accepted on /api/ paths only"), 401
-        user = user_for_token(get_db(), header[7:].strip(), get_clock().now())
+        token = header[7:].strip()[:200]
+        user = user_for_token(get_db(), token, get_clock().now())
         if user is None:
             return _unauthorized_token()
         g.user = user
+        g.token_hash = _token_hash(token)
         return None
     user_id = session.get("user_id")
     if user_id is not None:
@@ -496,27 +608,52 @@ def _safe_next(target: str | None) -> str:
 bp = Blueprint("auth", __name__)
 
 
+LOGIN_BODY_LIMIT = 16 * 1024     # bytes of a login form: a name, a password and the CSRF token
+_locked_audited: dict[tuple[str, str], float] = {}
+
+
+def _audit_locked(username: str, now: datetime) -> None:
+    """Audit a refused login while locked, at most once a minute per address and name (no disk fill)."""
+    key = (request.remote_addr or "?", username)
+    stamp = now.timestamp()
+    if stamp - _locked_audited.get(key, 0.0) < 60:
+        return
+    if len(_locked_audited) > 10_000:
+        _locked_audited.clear()
+    _locked_audited[key] = stamp
+    audit("login.locked", {"username": username})
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """The login form; on success the session is renewed (no fixation) and the login audited."""
     error = None
     if request.method == "POST":
-        username = request.form.get("username", "").strip()
+        # Bound the body before the form is parsed: an anonymous request may not make us hold megabytes.
+        request.max_content_length = LOGIN_BODY_LIMIT
+        raw_name = request.form.get("username", "")
+        username = raw_name.strip()[:MAX_USERNAME + 1]
         password = request.form.get("password", "")
+        shown = username[:MAX_USERNAME]
         config = current_app.config
+        now = get_clock().now()
+        if len(raw_name) > MAX_USERNAME * 4 or len(password) > MAX_PASSWORD:
+            # Certainly no account: counted as a failure under a bounded name, never stored whole.
+            password = ""
         try:
-            user = authenticate(get_db(), username, password, request.remote_addr or "?", get_clock().now(),
+            user = authenticate(get_db(), username, password, request.remote_addr or "?", now,
                                 max_user=config["LOGIN_MAX_FAILURES"], max_ip=config["LOGIN_MAX_FAILURES_IP"],
+                                max_user_any=config["LOGIN_MAX_FAILURES_ANY"],
                                 window=timedelta(seconds=config["LOGIN_WINDOW_SECONDS"]))
         except LoginLocked:
-            audit("login.locked", {"username": username})
+            _audit_locked(shown, now)
             minutes = max(1, -(-int(config["LOGIN_WINDOW_SECONDS"]) // 60))
-            error = f"登录失败次数过多，账户已暂时锁定，请{minutes}分钟后再试"
-            return render_template("login.html", error=error, username=username), 429
+            error = f"登录失败次数过多，已暂时锁定，请{minutes}分钟后再试"
+            return render_template("login.html", error=error, username=shown), 429
         if user is None:
-            audit("login.failed", {"username": username})
+            audit("login.failed", {"username": shown})
             error = "用户名或密码错误"
-            return render_template("login.html", error=error, username=username), 401
+            return render_template("login.html", error=error, username=shown), 401
         db = get_db()
         end_session(db, session.get("sid"))       # logging in again (as anyone) ends the previous session
         session.clear()
@@ -527,8 +664,38 @@ def login():
         csrf_token()
         g.user = user
         audit("login", {"username": user.username})
+        if password_expired(db, user, now):
+            flash(f"您的密码已超过{PASSWORD_MAX_AGE_DAYS}天未更换，请先修改密码", "error")
+            return redirect(url_for("auth.account"))
         return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error, username="")
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account():
+    """Change one's own password (the old one is asked for); administrators must every 90 days."""
+    user, db = current_user(), get_db()
+    expired = password_expired(db, user, get_clock().now())
+    if request.method == "POST":
+        rows = db.query("SELECT password_hash FROM users WHERE id = ?", (user.id,))
+        old, new = request.form.get("old_password", ""), request.form.get("new_password", "")
+        try:
+            if not rows or not check_password_hash(rows[0]["password_hash"], old[:MAX_PASSWORD + 1]):
+                raise AuthError("当前密码不正确")
+            if new != request.form.get("new_password2", ""):
+                raise AuthError("两次输入的新密码不一致")
+            if old == new:
+                raise AuthError("新密码不能与当前密码相同")
+            set_password(db, user.username, new, now=get_clock().now())
+        except AuthError as exc:
+            audit("account.password_failed", {})
+            return render_template("account.html", error=str(exc), expired=expired), 400
+        audit("account.password", {})
+        session.clear()
+        flash("密码已修改，请用新密码重新登录")
+        return redirect(url_for("auth.login"))
+    return render_template("account.html", error=None, expired=expired)
 
 
 @bp.route("/logout", methods=["POST"])
@@ -543,9 +710,9 @@ def logout():
 
 
 @bp.route("/admin/tokens/<int:token_id>/revoke", methods=["POST"])
-@roles_required("admin")
+@roles_required("security")
 def revoke_token_view(token_id: int):
-    """Revoke an API token from the user administration page."""
+    """Revoke an API token from the user administration page (security administrator)."""
     try:
         username = revoke_token(get_db(), token_id)
     except AuthError:
@@ -553,6 +720,25 @@ def revoke_token_view(token_id: int):
     audit("token.revoke", {"username": username, "token": token_id})
     flash(f"已吊销用户 {username} 的API令牌 #{token_id}")
     return redirect(url_for("live.users"), code=303)
+
+
+@bp.route("/admin/users/<username>/token", methods=["POST"])
+@roles_required("security")
+def issue_token_view(username: str):
+    """Issue an API token (security administrator). The token is shown once, in this response
+    only: never in a redirect's flash message, which would carry it in the session cookie."""
+    user = get_user(get_db(), username)
+    if user is None:
+        abort(404, description=f"用户 {username} 不存在")
+    if user.role in ADMIN_ROLES:
+        abort(403, description="不能为管理员账户生成API令牌")
+    name = request.form.get("name", "")[:100]
+    token = create_token(get_db(), username, name, now=get_clock().now())
+    audit("token.add", {"username": username, "name": name})
+    response = current_app.make_response(render_template("token_issued.html", username=username, token=token,
+                                                           name=name))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def api_tokens() -> list[dict]:
@@ -567,20 +753,67 @@ def init_app(app) -> None:
     from .tables import link_args
     app.jinja_env.globals.update(csrf_field=csrf_field, csrf_token=csrf_token, current_user=current_user,
                                  role_labels=ROLE_LABELS, link_args=link_args, api_tokens=api_tokens)
+    from .limits import RateLimiter, StreamSlots
+    app.extensions["manyi_api_rate"] = RateLimiter(app.config["API_RATE_PER_SECOND"], app.config["API_RATE_BURST"])
+    app.extensions["manyi_streams"] = StreamSlots(app.config["STREAM_MAX_PER_ACCOUNT"], app.config["STREAM_MAX_TOTAL"])
     with app.app_context():
         ensure_schema(get_db())
 
 
+def principal() -> tuple[str, object] | None:
+    """Whom per-account limits count against: the API token when one is used, else the user."""
+    user = current_user()
+    if user is None:
+        return None
+    if g.via_token:
+        return ("token", g.token_hash)
+    return ("user", user.id)
+
+
+def _rate_limit():
+    key = principal()
+    if key is None or not is_api_request():
+        return None
+    wait = current_app.extensions["manyi_api_rate"].allow(key)
+    if not wait:
+        return None
+    response = jsonify(error="rate_limited", message="too many API requests for this account or token; slow down")
+    response.status_code = 429
+    response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+    return response
+
+
 def _before():
-    if request.endpoint in ("static", "plotly_js"):
+    if request.endpoint in PUBLIC_ASSETS:
         return None
     response = _load_user()
     if response is not None:
         return response
-    return _check_csrf()
+    response = _check_csrf() or _rate_limit()
+    if response is not None:
+        return response
+    return _role_gate()
+
+
+def _role_gate():
+    """The security and audit administrators reach only their own pages (三员分立); an administrator
+    whose password has expired reaches only the password page."""
+    user = current_user()
+    if user is None or request.endpoint in (None, "auth.login") or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    allowed = ROLE_ENDPOINTS.get(user.role)
+    if allowed is not None and request.endpoint not in allowed:
+        abort(403, description="当前角色无权访问此页面")
+    if (user.role in ADMIN_ROLES and not g.via_token and request.endpoint not in ("auth.account", "auth.logout")
+            and password_expired(get_db(), user, get_clock().now())):
+        if is_api_request():
+            return jsonify(error="password_expired", message="the password must be changed at /account"), 403
+        return redirect(url_for("auth.account"))
+    return None
 
 
 PUBLIC_ASSETS = frozenset({"static", "live.plotly_js", "live.favicon", "live.topojson"})
+PUBLIC_ENDPOINTS = PUBLIC_ASSETS | {"openapi.openapi_json"}
 
 
 def _security_headers(response):

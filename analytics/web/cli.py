@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 DEFAULT_STORE = "sqlite:///var/votes.db"
 DEFAULT_DB = "var/center.db"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ROLE_CHOICES = ("admin", "security", "auditor", "city", "county", "assessment")   # analytics.web.auth.ROLES
+STREAM_RESERVE = 8           # server threads never given to live streams (login, pages, API)
 
 
 def register(subparsers) -> None:
@@ -33,7 +35,10 @@ def register(subparsers) -> None:
     serve.add_argument("--cookie-secure", choices=("auto", "yes", "no"), default="auto",
                        help="send the session cookie only over HTTPS; auto = yes unless listening on loopback")
     serve.add_argument("--proxies", type=int, default=None,
-                       help="number of reverse proxies in front (nginx: 1) whose X-Forwarded-For is trusted (default 0)")
+                       help="number of reverse proxies in front (nginx: 1) whose X-Forwarded-For/-Proto is trusted "
+                            "(default 0)")
+    serve.add_argument("--trusted-proxy", default="127.0.0.1",
+                       help="address the proxy connects from; only its X-Forwarded-* headers count (default 127.0.0.1)")
     serve.add_argument("--no-workers", action="store_true", help="do not start background workers (cases, alerts)")
     serve.set_defaults(func=cmd_serve)
 
@@ -41,12 +46,18 @@ def register(subparsers) -> None:
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     add = user_sub.add_parser("add", help="create an account")
     add.add_argument("username")
-    add.add_argument("--role", required=True, choices=("admin", "city", "county", "assessment"))
+    add.add_argument("--role", required=True, choices=ROLE_CHOICES,
+                     help="admin, security, auditor: the three administrators (三员); the others see data")
     add.add_argument("--county", default=None, help="county code (role county only), e.g. 371702")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
     add.add_argument("--registry", default=None, help="registry directory to check the county against")
     add.set_defaults(func=cmd_user_add)
+    passwd = user_sub.add_parser("passwd", help="set an account's password (ends its sessions)")
+    passwd.add_argument("username")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    passwd.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    passwd.set_defaults(func=cmd_user_passwd)
     lst = user_sub.add_parser("list", help="list accounts")
     lst.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
     lst.set_defaults(func=cmd_user_list)
@@ -65,6 +76,12 @@ def register(subparsers) -> None:
     trevoke.add_argument("token_id", type=int)
     trevoke.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
     trevoke.set_defaults(func=cmd_token_revoke)
+
+    audit_cmd = subparsers.add_parser("audit", help="the control center's audit log")
+    audit_sub = audit_cmd.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = audit_sub.add_parser("verify", help="check the audit log's hash chain (exit 1 if an entry was altered)")
+    verify.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    verify.set_defaults(func=cmd_audit_verify)
 
 
 def _common(parser) -> None:
@@ -102,9 +119,27 @@ def build_config(args) -> dict:
         "SESSION_COOKIE_SECURE": secure,
         "BACKGROUND_WORKERS": not args.no_workers,
     }
-    if getattr(args, "proxies", None) is not None:
-        config["PROXY_COUNT"] = args.proxies
+    threads = getattr(args, "threads", None)
+    if threads:
+        config["STREAM_MAX_TOTAL"] = max(1, threads - STREAM_RESERVE)
+    # waitress itself reads X-Forwarded-* (serve_options); the app's ProxyFix is for other WSGI servers.
+    config["PROXY_COUNT"] = 0
     return config
+
+
+def serve_options(args) -> dict:
+    """waitress's options: threads, timeouts, and which proxy's X-Forwarded-* headers to believe.
+
+    waitress drops X-Forwarded-* from any peer it was not told to trust, so behind nginx the
+    client address and scheme reach the app only with ``trusted_proxy`` set: then the login
+    throttle and the audit log see each client, and HSTS is sent over HTTPS."""
+    options = dict(host=args.host, port=args.port, threads=args.threads, ident="manyi", channel_timeout=120,
+                   connection_limit=max(100, 4 * args.threads), max_request_body_size=25 * 1024 * 1024)
+    if args.proxies:
+        options.update(trusted_proxy=args.trusted_proxy, trusted_proxy_count=args.proxies,
+                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"},
+                       clear_untrusted_proxy_headers=True)
+    return options
 
 
 def cmd_serve(args) -> int:
@@ -116,8 +151,7 @@ def cmd_serve(args) -> int:
     app = create_app(build_config(args))
     print(f"manyi control center on http://{args.host}:{args.port}/ "
           f"(store {app.config['STORE_URL']}, db {app.config['CENTER_DB']})", flush=True)
-    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="manyi",
-                   channel_timeout=120)
+    waitress.serve(app, **serve_options(args))
     return 0
 
 
@@ -148,6 +182,38 @@ def cmd_user_add(args) -> int:
     finally:
         db.close()
     print(f"user {user.username} added (role {user.role}{', county ' + user.county_code if user.county_code else ''})")
+    return 0
+
+
+def cmd_user_passwd(args) -> int:
+    """Set a password from the server (the only way for the three administrators' accounts)."""
+    from analytics.db import CenterDB
+    from analytics.web.auth import set_password, write_audit
+
+    db = CenterDB(_db_path(args))
+    try:
+        set_password(db, args.username, _read_password(args))
+        write_audit(db, "user.password", {"username": args.username}, username=f"cli:{getpass.getuser()}")
+    finally:
+        db.close()
+    print(f"password of {args.username} set; its sessions are ended")
+    return 0
+
+
+def cmd_audit_verify(args) -> int:
+    """Check the audit log's hash chain."""
+    from analytics.db import CenterDB
+    from analytics.web.auth import verify_audit
+
+    db = CenterDB(_db_path(args))
+    try:
+        checked, broken = verify_audit(db)
+    finally:
+        db.close()
+    if broken:
+        print(f"audit log: {len(broken)} of {checked} entries do not match the chain; first ids: {broken[:20]}")
+        return 1
+    print(f"audit log: {checked} entries, chain intact")
     return 0
 
 

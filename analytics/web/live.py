@@ -320,64 +320,68 @@ def _has_problem(row: dict) -> bool:
 
 
 @bp.route("/audit")
-@roles_required("admin")
+@roles_required("auditor")
 def audit_page():
-    """The audit log (administrators)."""
+    """The audit log (the audit administrator only; nobody can change it)."""
     entries = auth.audit_entries(get_db(), limit=request.args.get("limit", 300, type=int),
                                  action=request.args.get("action") or None, username=request.args.get("user") or None)
     return render_template("audit.html", entries=entries, action=request.args.get("action", ""),
                            user=request.args.get("user", ""))
 
 
-@bp.route("/admin/users", methods=["GET", "POST"])
-@roles_required("admin")
+@bp.route("/admin/users")
+@roles_required("admin", "security")
 def users():
-    """List and add accounts."""
-    db, registry = get_db(), get_registry()
-    if request.method == "POST":
-        form = request.form
-        try:
-            auth.create_user(db, form.get("username", ""), form.get("password", ""), form.get("role", ""),
-                             form.get("county_code") or None, registry=registry, now=get_clock().now())
-        except auth.AuthError as exc:
-            flash(f"未能添加用户：{exc}", "error")
-            return render_template("admin_users.html", users=auth.list_users(db), counties=registry.counties,
-                                   roles=auth.ROLES, form=form), 400
-        audit("user.add", {"username": form.get("username"), "role": form.get("role"),
-                           "county_code": form.get("county_code") or None})
-        flash(f"已添加用户 {form.get('username')}")
-        return redirect(url_for("live.users"))
-    return render_template("admin_users.html", users=auth.list_users(db), counties=registry.counties,
-                           roles=auth.ROLES, form={})
+    """The accounts and API tokens (system and security administrators)."""
+    return render_template("admin_users.html", users=auth.list_users(get_db()), counties=get_registry().counties,
+                           roles=auth.BUSINESS_ROLES, form={})
+
+
+@bp.route("/admin/users", methods=["POST"])
+@roles_required("admin")
+def add_user():
+    """Add an account of a business role (system administrator); the three administrators'
+    accounts are made on the server only (``manyi user add``)."""
+    db, registry, form = get_db(), get_registry(), request.form
+    try:
+        if form.get("role", "") not in auth.BUSINESS_ROLES:
+            raise auth.AuthError("管理员账户（系统、安全、审计）只能在服务器上用 manyi user add 创建")
+        auth.create_user(db, form.get("username", ""), form.get("password", ""), form.get("role", ""),
+                         form.get("county_code") or None, registry=registry, now=get_clock().now())
+    except auth.AuthError as exc:
+        flash(f"未能添加用户：{exc}", "error")
+        return render_template("admin_users.html", users=auth.list_users(db), counties=registry.counties,
+                               roles=auth.BUSINESS_ROLES, form=form), 400
+    audit("user.add", {"username": form.get("username"), "role": form.get("role"),
+                       "county_code": form.get("county_code") or None})
+    flash(f"已添加用户 {form.get('username')}")
+    return redirect(url_for("live.users"))
 
 
 @bp.route("/admin/users/<username>/<action>", methods=["POST"])
 @roles_required("admin")
 def user_action(username: str, action: str):
-    """Disable, enable, reset the password of, or issue an API token for an account."""
+    """Disable, enable or reset the password of an account of a business role (system administrator)."""
     db = get_db()
-    token = None
     try:
+        if action not in ("disable", "enable", "password"):
+            abort(404)
+        target = auth.get_user(db, username)
+        if target is None:
+            raise auth.AuthError(f"用户 {username} 不存在")
+        if target.role in auth.ADMIN_ROLES:
+            raise auth.AuthError("管理员账户只能在服务器上用 manyi user 命令管理")
         if action == "disable":
-            if username == current_user().username:
-                raise auth.AuthError("不能停用自己的账户")
             auth.set_disabled(db, username, True)
         elif action == "enable":
             auth.set_disabled(db, username, False)
-        elif action == "password":
-            auth.set_password(db, username, request.form.get("password", ""))
-        elif action == "token":
-            token = auth.create_token(db, username, request.form.get("name", ""), now=get_clock().now())
         else:
-            abort(404)
+            auth.set_password(db, username, request.form.get("password", ""), now=get_clock().now())
     except auth.AuthError as exc:
         flash(f"操作失败：{exc}", "error")
         return redirect(url_for("live.users"))
     audit(f"user.{action}", {"username": username})
-    if token:
-        flash(f"用户 {username} 的API令牌（只显示这一次）：{token}")
-    else:
-        flash(f"已完成：{AUDIT_ACTIONS.get('user.' + action, action)} {username}")
+    flash(f"已完成：{AUDIT_ACTIONS.get('user.' + action, action)} {username}")
     return redirect(url_for("live.users"))
 
 
@@ -443,79 +447,137 @@ def _map_payload(period: str, with_figure: bool, visible: set[str] | None) -> di
                 halls=_records(halls), figure=county_map(counties, _geojson(), halls) if with_figure else None)
 
 
+def _sealer():
+    app = current_app
+    sealer = app.extensions.get("manyi_cursor_sealer")
+    if sealer is None:
+        from .cursors import CursorSealer
+        sealer = app.extensions["manyi_cursor_sealer"] = CursorSealer(app.config["SECRET_KEY"])
+    return sealer
+
+
+def _visible_devices(visible: set[str] | None) -> list[str] | None:
+    """The terminals the user may see (None: all), so the store reads only those."""
+    if visible is None:
+        return None
+    return [device for device in get_registry().devices() if county_of(device) in visible]
+
+
+def _open_cursor(token: str | None) -> str | None:
+    """The store cursor inside a client's sealed cursor (400 for one this server did not give out)."""
+    if token is None:
+        return None
+    try:
+        return _sealer().open(token)
+    except ValueError:
+        abort(400, description="unknown cursor")
+
+
+def _client_item(item, registry) -> dict:
+    data = feed_item(item, registry)
+    data["cursor"] = _sealer().seal(item.cursor)
+    return data
+
+
 @bp.route("/api/v1/feed")
 @login_required
 def api_feed():
-    """Recent votes (oldest first) after an optional cursor, limited to the user's counties."""
+    """Recent votes (oldest first) after an optional cursor, limited to the user's counties.
+
+    Cursors are sealed (analytics/web/cursors.py): they reveal nothing of the votes of
+    counties the user may not see."""
     try:
         limit = max(1, min(int(request.args.get("limit", 50)), 500))
     except ValueError:
         abort(400, description="limit must be an integer")
     visible, registry = visible_counties(), get_registry()
-    after = request.args.get("after") or None
+    after = _open_cursor(request.args.get("after") or None)
     try:
-        items = get_store().feed(after=after, limit=limit if visible is None else 500)
+        items = get_store().feed(after=after, limit=limit, devices=_visible_devices(visible))
     except ValueError as exc:
         abort(400, description=str(exc))
-    shown = [feed_item(i, registry) for i in items if _visible_item(i, visible)]
-    if after is None:
-        shown = shown[-limit:]
-    cursor = items[-1].cursor if items else after
+    shown = [_client_item(i, registry) for i in items if _visible_item(i, visible)]
+    cursor = _sealer().seal(items[-1].cursor) if items else request.args.get("after") or None
     return jsonify(items=shown, cursor=cursor)
 
 
 @bp.route("/api/v1/stream")
 @login_required
 def api_stream():
-    """Server-Sent Events: one ``vote`` event per new vote (id = feed cursor), keep-alive comments."""
+    """Server-Sent Events: one ``vote`` event per new vote (id = sealed feed cursor), keep-alive comments.
+
+    One account or token holds at most STREAM_MAX_PER_ACCOUNT streams and the server at most
+    STREAM_MAX_TOTAL: a further one gets 429 with Retry-After, and threads stay free for others."""
     store, registry, visible = get_store(), get_registry(), visible_counties()
     app = current_app._get_current_object()
     poll = float(app.config["STREAM_POLL_SECONDS"])
     max_seconds = float(app.config["STREAM_MAX_SECONDS"])
-    cursor = request.headers.get("Last-Event-ID") or request.args.get("after") or None
-    if cursor is not None:
+    devices = _visible_devices(visible)
+    token = request.headers.get("Last-Event-ID") or request.args.get("after") or None
+    cursor = None
+    if token is not None:
         try:
-            store.feed(after=cursor, limit=1)
+            cursor = _sealer().open(token)
+            store.feed(after=cursor, limit=1, devices=devices)
         except ValueError:
-            # A cursor of another store (e.g. after a migration): start from now rather than fail forever.
-            log.warning("event stream: unknown cursor %r, starting from the latest vote", cursor)
+            # A cursor of another store or server key: start from now rather than fail forever.
+            log.warning("event stream: unknown cursor, starting from the latest vote")
             cursor = None
     if cursor is None:
-        latest = store.feed(after=None, limit=1)
+        latest = store.feed(after=None, limit=1, devices=devices)
         cursor = latest[-1].cursor if latest else None
-
+    slots, key = app.extensions["manyi_streams"], auth.principal()
+    refused = slots.acquire(key)
+    if refused:
+        message = ("此账户打开的实时连接过多，请关闭其他页面" if refused == "account"
+                   else "服务器实时连接已满，请稍后重试")
+        response = jsonify(error="too_many_streams", message=message)
+        response.status_code = 429
+        response.headers["Retry-After"] = "10"
+        return response
+    sealer = _sealer()
     stopping = resources().stopping
+    released = threading.Event()
+
+    def release():
+        # Once, from whichever comes first: the generator's end or the response's close (a client
+        # that goes away before the first event never starts the generator).
+        if not released.is_set():
+            released.set()
+            slots.release(key)
 
     def events():
         nonlocal cursor
-        yield "retry: 2000\n\n"
-        started = last_sent = time.monotonic()
-        with app.app_context():
-            while time.monotonic() - started < max_seconds and not stopping.is_set():
-                try:
-                    items = store.feed(after=cursor, limit=200)
-                except StoreError as exc:
-                    # End this stream; the browser reconnects after `retry` and resumes at its cursor.
-                    log.warning("event stream: store unavailable, ending the stream: %s", exc)
-                    return
-                for item in items:
-                    cursor = item.cursor
-                    if _visible_item(item, visible):
-                        data = json.dumps(feed_item(item, registry), ensure_ascii=False)
-                        yield f"id: {cursor}\nevent: vote\ndata: {data}\n\n"
+        try:
+            yield "retry: 2000\n\n"
+            started = last_sent = time.monotonic()
+            with app.app_context():
+                while time.monotonic() - started < max_seconds and not stopping.is_set():
+                    try:
+                        items = store.feed(after=cursor, limit=200, devices=devices)
+                    except StoreError as exc:
+                        # End this stream; the browser reconnects after `retry` and resumes at its cursor.
+                        log.warning("event stream: store unavailable, ending the stream: %s", exc)
+                        return
+                    for item in items:
+                        cursor = item.cursor
+                        if _visible_item(item, visible):
+                            data = feed_item(item, registry)
+                            data["cursor"] = sealed = sealer.seal(cursor)
+                            yield f"id: {sealed}\nevent: vote\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+                            last_sent = time.monotonic()
+                    if time.monotonic() - last_sent > 15:
+                        yield ": keep-alive\n\n"
                         last_sent = time.monotonic()
-                if items and not _visible_item(items[-1], visible):
-                    # Move the client's Last-Event-ID past votes it may not see, so a reconnect resumes here.
-                    yield f"id: {cursor}\n\n"
-                if time.monotonic() - last_sent > 15:
-                    yield ": keep-alive\n\n"
-                    last_sent = time.monotonic()
-                if len(items) < 200:
-                    stopping.wait(poll)
+                    if len(items) < 200:
+                        stopping.wait(poll)
+        finally:
+            release()
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
+    response.call_on_close(release)
     return response
 
 
@@ -562,9 +624,9 @@ def api_terminals():
 
 
 @bp.route("/api/v1/audit")
-@roles_required("admin")
+@roles_required("auditor")
 def api_audit():
-    """The newest audit entries (administrators)."""
+    """The newest audit entries (the audit administrator)."""
     return jsonify(entries=auth.audit_entries(get_db(), limit=request.args.get("limit", 200, type=int),
                                               action=request.args.get("action") or None,
                                               username=request.args.get("user") or None))
@@ -597,8 +659,12 @@ def init_app(app) -> None:
         items = [("/", "实时地图"), ("/rankings", "排名"), ("/drill", "逐级查看"), ("/cases", "不满意督办"),
                  ("/terminals", "终端状态"), ("/alerts", "告警"), ("/imports", "导入与报表")]
         user = current_user()
-        if user is not None and user.role == "admin":
+        if user is not None and user.role in auth.ROLE_ENDPOINTS:
+            items = []                     # the security and audit administrators see no data pages
+        if user is not None and user.role in auth.ADMIN_ROLES:
             items += [("/audit", "审计日志"), ("/admin/users", "用户管理")]
+        if user is not None:
+            items += [("/account", "修改密码")]
         # A link the user's role cannot open (403) is left out of the navigation.
         items = [(path, label) for path, label in items
                  if user is None or user.role in NAV_ROLES.get(path, (user.role,))]
@@ -610,7 +676,8 @@ def init_app(app) -> None:
 AUDIT_ACTIONS = {
     "login": "登录", "login.failed": "登录失败", "login.locked": "登录锁定", "logout": "退出",
     "user.add": "添加用户", "user.disable": "停用用户", "user.enable": "启用用户", "user.password": "重置密码",
-    "user.token": "生成API令牌", "report.download": "下载季度报告", "rankings.export": "导出排名",
+    "user.token": "生成API令牌", "token.add": "生成API令牌", "token.revoke": "吊销API令牌",
+    "account.password": "修改本人密码", "account.password_failed": "修改本人密码失败", "report.download": "下载季度报告", "rankings.export": "导出排名",
     "case.export": "导出督办件", "case.assign": "督办指派", "case.note": "督办备注", "case.callback": "督办回访",
     "case.close": "督办办结", "alert.ack": "确认告警", "settings.alert_rule": "修改告警规则",
     "settings.alert_rule.delete": "删除告警规则", "settings.followup": "修改督办设置",
@@ -650,7 +717,7 @@ def audit_detail(detail) -> str:
 
 
 # Nav entries open to some roles only (the pages' own roles_required checks stay the authority).
-NAV_ROLES = {"/imports": ("admin", "assessment"), "/audit": ("admin",), "/admin/users": ("admin",)}
+NAV_ROLES = {"/imports": ("admin", "assessment"), "/audit": ("auditor",), "/admin/users": ("admin", "security")}
 
 # Pages reached from a nav entry without sharing its path prefix.
 NAV_ALIASES = {"/reports": "/imports"}

@@ -182,8 +182,10 @@ class VoteStore(abc.ABC):
         """Vote counts by terminal × bucket × rating for votes with start <= time < end."""
 
     @abc.abstractmethod
-    def feed(self, after: str | None = None, limit: int = 200) -> list[FeedItem]:
-        """Accepted votes in the order they were stored, after cursor ``after``.
+    def feed(self, after: str | None = None, limit: int = 200,
+             devices: Iterable[str] | None = None) -> list[FeedItem]:
+        """Accepted votes in the order they were stored, after cursor ``after``, of ``devices``
+        only when given (a county user's ticker reads only its county's terminals).
 
         ``after=None`` returns the latest ``limit`` votes (oldest first); the control
         center polls with the cursor of the last item it has to get new votes within 1 s.

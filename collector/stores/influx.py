@@ -169,7 +169,7 @@ def existing_flux(bucket: str, start_ns: int, end_ns: int, devices: Iterable[str
     )
 
 
-def feed_flux(bucket: str, after_us: int | None, limit: int) -> str:
+def feed_flux(bucket: str, after_us: int | None, limit: int, devices: Iterable[str] | None = None) -> str:
     """Flux of the live feed: after a cursor oldest first, or the latest ``limit`` newest first.
 
     Without a cursor, ``tail()`` keeps the last ``limit`` points of each series before the
@@ -178,11 +178,11 @@ def feed_flux(bucket: str, after_us: int | None, limit: int) -> str:
     limit = int(limit)
     if after_us is not None:
         head = _source(bucket, rfc3339((after_us + 1) * 1000))
-        head += f'  |> filter(fn: (r) => r._measurement == "{FEED}")\n'
+        head += f'  |> filter(fn: (r) => r._measurement == "{FEED}")\n' + _device_filter(devices)
         order = "false"
     else:
         head = _source(bucket, ALL_TIME) + f'  |> filter(fn: (r) => r._measurement == "{FEED}")\n'
-        head += f"  |> tail(n: {limit})\n"
+        head += _device_filter(devices) + f"  |> tail(n: {limit})\n"
         order = "true"
     return (
         head
@@ -369,15 +369,16 @@ class InfluxStore(VoteStore):
         return [CountRow(device=d, bucket=b, rating=r, count=kept, excluded=excl)
                 for (d, b, r), (kept, excl) in sorted(totals.items())]
 
-    def feed(self, after: str | None = None, limit: int = 200) -> list[FeedItem]:
-        """The ``vote_feed`` measurement after a cursor (receipt microseconds)."""
+    def feed(self, after: str | None = None, limit: int = 200,
+             devices: Iterable[str] | None = None) -> list[FeedItem]:
+        """The ``vote_feed`` measurement after a cursor (receipt microseconds), of ``devices`` when given."""
         after_us = None
         if after is not None:
             try:
                 after_us = int(after)
             except ValueError:
                 raise ValueError(f"feed cursor {after!r} is not one this store gave out") from None
-        rows = self._query(feed_flux(self.bucket, after_us, limit), "feed")
+        rows = self._query(feed_flux(self.bucket, after_us, limit, devices), "feed")
         if after_us is None:
             rows.reverse()
         return [FeedItem(cursor=str(to_us(row["_time"])), device=row["device"], seq=int(row["seq"]),

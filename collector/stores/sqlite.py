@@ -448,18 +448,22 @@ class SQLiteStore(VoteStore):
         """The newest stored vote's id: it changes whenever a vote is stored (counts may have changed)."""
         return self._query("SELECT coalesce(max(id), 0) FROM votes")[0][0]
 
-    def feed(self, after: str | None = None, limit: int = 200) -> list[FeedItem]:
-        """Votes in storage order after cursor ``after`` (the votes table's id), at most ``limit``."""
+    def feed(self, after: str | None = None, limit: int = 200,
+             devices: Iterable[str] | None = None) -> list[FeedItem]:
+        """Votes in storage order after cursor ``after`` (the votes table's id), at most ``limit``,
+        of ``devices`` only when given."""
         columns = "id, device, seq, rating, time_us, received_us, flags"
+        where, params = self._device_filter(devices)
         if after is None:
-            rows = self._query(f"SELECT {columns} FROM votes ORDER BY id DESC LIMIT ?", (limit,))
+            rows = self._query(f"SELECT {columns} FROM votes WHERE 1{where} ORDER BY id DESC LIMIT ?", (*params, limit))
             rows.reverse()
         else:
             try:
                 cursor = int(after)
             except ValueError:
                 raise ValueError(f"feed cursor {after!r} is not one this store gave out") from None
-            rows = self._query(f"SELECT {columns} FROM votes WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit))
+            rows = self._query(f"SELECT {columns} FROM votes WHERE id > ?{where} ORDER BY id LIMIT ?",
+                               (cursor, *params, limit))
         return [FeedItem(cursor=str(row[0]), device=row[1], seq=row[2], rating=row[3], time=from_us(row[4]),
                          received_at=from_us(row[5]), flags=parse_flags(row[6])) for row in rows]
 
