@@ -39,8 +39,15 @@ from manyi.periods import CHINA_TZ, parse_china_time
 from manyi.registry import Registry
 
 MAX_HEADER_SEARCH = 15
-MAX_CELL_CHARS = 2000                     # a longer cell in an imported column rejects its row
-MAX_XLSX_UNCOMPRESSED = 256 * 1024 * 1024  # refuse zip bombs before openpyxl inflates them
+MAX_CELL_CHARS = 2000                     # a longer cell in a required column rejects its row
+# Bounds of what a file may hold, so that a hostile or broken file costs bounded memory and
+# time (a 20 MB CSV of one-character rows, an XLSX with a cell at XFD1048576 or a merged
+# range A1:XFD20000); a file beyond them is refused with a message saying which bound.
+MAX_ROWS = 200_000                        # rows read, blank ones included
+MAX_COLUMNS = 64                          # columns read; a value further right refuses the file
+MAX_FILE_BYTES = 50 * 1024 * 1024         # a file named on the command line (uploads: 20 MB)
+MAX_XLSX_UNCOMPRESSED = 160 * 1024 * 1024  # refuse zip bombs before openpyxl inflates them
+MAX_XLSX_SHARED_STRINGS = 24 * 1024 * 1024  # openpyxl holds the shared-string table in memory
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -130,6 +137,9 @@ def read_source(source: str | Path | bytes, filename: str | None = None) -> tupl
         return bytes(source), filename or "upload"
     path = Path(source)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImportFileError(f"{path}: the file has {path.stat().st_size / 2**20:.0f} MB; at most "
+                                  f"{MAX_FILE_BYTES // 2**20} MB are imported (split it)")
         return path.read_bytes(), filename or path.name
     except FileNotFoundError:
         raise ImportFileError(f"{path}: file not found") from None
@@ -222,14 +232,31 @@ def _read_csv(data: bytes, name: str) -> Table:
     rows: list[tuple[int, list[str]]] = []
     try:
         for index, row in enumerate(reader, start=1):
+            if index > MAX_ROWS:
+                raise ImportFileError(_too_many_rows(name))
+            if len(row) > MAX_COLUMNS:
+                if any(cell.strip() for cell in row[MAX_COLUMNS:]):
+                    raise ImportFileError(_too_many_columns(name, index))
+                row = row[:MAX_COLUMNS]
             rows.append((index, [clean_text(cell) for cell in row]))
     except csv.Error as exc:
         raise ImportFileError(f"{name}: not a readable CSV file near line {reader.line_num} ({exc})") from None
     return Table(rows, name, "csv", encoding)
 
 
-def _check_xlsx_archive(data: bytes, name: str) -> bool:
-    """Refuse zips that are not workbooks or would inflate too much; True when a sheet has formulas."""
+def _too_many_rows(name: str) -> str:
+    return f"{name}: more than {MAX_ROWS:,} rows; an import reads at most {MAX_ROWS:,} (split the file)"
+
+
+def _too_many_columns(name: str, row: int, column: int | None = None) -> str:
+    where = f"row {row}" + (f", column {column}" if column else "")
+    return (f"{name}: a value beyond column {MAX_COLUMNS} ({where}); an import reads at most {MAX_COLUMNS} "
+            "columns (delete the cells on the right)")
+
+
+def _check_xlsx_archive(data: bytes, name: str) -> None:
+    """Refuse zips that are not workbooks or would inflate too much (checked on the declared
+    sizes; zipfile also stops reading a member past its declared size)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
@@ -240,13 +267,10 @@ def _check_xlsx_archive(data: bytes, name: str) -> bool:
             if sum(info.file_size for info in infos) > MAX_XLSX_UNCOMPRESSED:
                 raise ImportFileError(f"{name}: the workbook would expand to more than "
                                       f"{MAX_XLSX_UNCOMPRESSED // 2**20} MB; refused")
-            formulas = False
-            for info in infos:
-                if info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml"):
-                    content = archive.read(info)
-                    if b"<f>" in content or b"<f " in content or b":f>" in content or b":f " in content:
-                        formulas = True
-            return formulas
+            strings = sum(info.file_size for info in infos if info.filename.lower().endswith("sharedstrings.xml"))
+            if strings > MAX_XLSX_SHARED_STRINGS:
+                raise ImportFileError(f"{name}: the workbook's text table would expand to {strings // 2**20} MB "
+                                      f"(at most {MAX_XLSX_SHARED_STRINGS // 2**20} MB); refused")
     except ImportFileError:
         raise
     except Exception as exc:  # zipfile raises many kinds on damaged archives (truncated, bad CRC ...)
@@ -255,64 +279,111 @@ def _check_xlsx_archive(data: bytes, name: str) -> bool:
 
 
 def _read_xlsx(data: bytes, name: str) -> Table:
+    """The first visible sheet with data, read as a stream of the rows the file holds.
+
+    openpyxl's read-only mode supplies the shared strings and date formats, and its sheet
+    parser yields the rows present in the XML one by one; missing rows and cells are never
+    materialised (its ``iter_rows`` would pad every row to the widest and fill every gap,
+    which a cell at XFD1048576 turns into billions of cells). Rows beyond MAX_ROWS and
+    values beyond MAX_COLUMNS refuse the file; merged ranges are filled only inside the
+    rows and columns read. One pass also finds formula cells without a cached result.
+    """
     import openpyxl  # heavy: imported only when an XLSX arrives
 
-    has_formulas = _check_xlsx_archive(data, name)
+    _check_xlsx_archive(data, name)
     try:
-        book = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises anything from KeyError to XML parse errors on broken files
         raise ImportFileError(f"{name}: not a readable .xlsx workbook ({exc.__class__.__name__}: {exc})") from None
-    formulas: dict[tuple[int, int], str] = {}
     try:
         if not book.worksheets:
             raise ImportFileError(f"{name}: the workbook has no worksheet")
-        sheet_index = 0
-        for position, sheet_candidate in enumerate(book.worksheets):
-            if sheet_candidate.sheet_state == "visible" and sheet_candidate.max_row > 1:
-                sheet_index = position
+        grid, formulas, merged = None, {}, []
+        for sheet in book.worksheets:
+            if getattr(sheet, "sheet_state", "visible") != "visible":
+                continue
+            grid, formulas, merged = _sheet_rows(book, sheet, name)
+            if len(grid) > 1:
                 break
-        sheet = book.worksheets[sheet_index]
-        grid = [list(row) for row in sheet.iter_rows(values_only=True)]
-        # Fill merged ranges with their top-left value: a merged "县区" spanning two header rows
-        # or a group title spanning columns then reads like ordinary cells.
-        for merged in sheet.merged_cells.ranges:
-            value = grid[merged.min_row - 1][merged.min_col - 1] if merged.min_row - 1 < len(grid) \
-                and merged.min_col - 1 < len(grid[merged.min_row - 1]) else None
-            for r in range(merged.min_row - 1, min(merged.max_row, len(grid))):
-                for c in range(merged.min_col - 1, merged.max_col):
-                    while len(grid[r]) <= c:
-                        grid[r].append(None)
-                    grid[r][c] = value
-        if has_formulas:
-            formulas = _uncached_formulas(data, sheet_index, grid)
+        if grid is None:
+            grid, formulas, merged = _sheet_rows(book, book.worksheets[0], name)
     except ImportFileError:
         raise
     except Exception as exc:
         raise ImportFileError(f"{name}: not a readable .xlsx workbook ({exc.__class__.__name__}: {exc})") from None
     finally:
         book.close()
-    rows = [(number, [clean_text(cell) for cell in row]) for number, row in enumerate(grid, start=1)]
+    numbers = sorted(grid)
+    dense = {number: [None] * (max(grid[number]) + 1 if grid[number] else 0) for number in numbers}
+    for number in numbers:
+        for column, value in grid[number].items():
+            dense[number][column] = value
+    # Fill merged ranges with their top-left value: a merged "县区" spanning two header rows or a
+    # group title spanning columns then reads like ordinary cells. Only inside what was read.
+    for min_row, min_col, max_row, max_col in merged:
+        value = grid.get(min_row, {}).get(min_col - 1)
+        for number in numbers:
+            if number < min_row or number > max_row:
+                continue
+            cells = dense[number]
+            for c in range(min_col - 1, min(max_col, MAX_COLUMNS)):
+                while len(cells) <= c:
+                    cells.append(None)
+                cells[c] = value
+    # Rows the file leaves out come back as empty rows, so that row numbers stay the clerk's.
+    rows, last = [], 0
+    for number in numbers:
+        rows.extend((missing, []) for missing in range(last + 1, number))
+        rows.append((number, [clean_text(cell) for cell in dense[number]]))
+        last = number
     return Table(rows, name, "xlsx", formulas=formulas)
 
 
-def _uncached_formulas(data: bytes, sheet_index: int, grid: list[list]) -> dict[tuple[int, int], str]:
-    """Formula cells whose cached result is missing (a file written by a program, never opened in
-    Excel): their value would silently read as empty, so the rows using them are rejected."""
-    import openpyxl
+def _sheet_rows(book, sheet, name: str):
+    """({row: {0-based column: value}}, {(row, column): formula without cached value}, merged ranges)."""
+    from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
 
-    book = openpyxl.load_workbook(io.BytesIO(data), data_only=False)
-    try:
-        found: dict[tuple[int, int], str] = {}
-        for r, row in enumerate(book.worksheets[sheet_index].iter_rows(values_only=True)):
-            for c, value in enumerate(row):
-                if value is None or (r < len(grid) and c < len(grid[r]) and grid[r][c] is not None):
-                    continue
-                text = value if isinstance(value, str) else getattr(value, "text", None)
-                if isinstance(text, str) and text.startswith("="):
-                    found[(r + 1, c)] = text
-        return found
-    finally:
-        book.close()
+    class Parser(WorkSheetParser):
+        def parse_cell(self, element):
+            cell = super().parse_cell(element)
+            if cell["value"] is None:
+                formula = element.find(FORMULA_TAG)
+                if formula is not None:
+                    cell["formula"] = "=" + (formula.text or "")
+            return cell
+
+    grid: dict[int, dict[int, object]] = {}
+    formulas: dict[tuple[int, int], str] = {}
+    seen = 0
+    # openpyxl's own sheet parser, as its ReadOnlyWorksheet._cells_by_row drives it (private API:
+    # pinned by tests/test_fuzz_imports.py, which reads real workbooks through it).
+    with sheet._get_source() as source:
+        parser = Parser(source, sheet._shared_strings, data_only=True, epoch=book.epoch,
+                        date_formats=book._date_formats, timedelta_formats=book._timedelta_formats)
+        for number, cells in parser.parse():
+            seen += 1
+            values = {c["column"] - 1: c["value"] for c in cells if c["value"] is not None}
+            uncached = {c["column"] - 1: c["formula"] for c in cells if "formula" in c}
+            if not values and not uncached:
+                if seen > MAX_ROWS + 50_000:     # style-only rows: the XML parser keeps each, so stop
+                    raise ImportFileError(_too_many_rows(name))
+                continue
+            if number > MAX_ROWS:
+                raise ImportFileError(_too_many_rows(name))
+            beyond = [c for c in (*values, *uncached) if c >= MAX_COLUMNS]
+            if beyond:
+                raise ImportFileError(_too_many_columns(name, number, min(beyond) + 1))
+            grid[number] = values
+            for column, text in uncached.items():
+                formulas[(number, column)] = text
+                grid[number].setdefault(column, None)
+        merged = []
+        if parser.merged_cells is not None:
+            from openpyxl.utils.cell import range_boundaries
+            for cell_range in parser.merged_cells.mergeCell[:10_000]:
+                min_col, min_row, max_col, max_row = range_boundaries(cell_range.ref)
+                merged.append((min_row, min_col, max_row, max_col))
+    return grid, formulas, merged
 
 
 # --------------------------------------------------------------------------- headers
@@ -336,6 +407,7 @@ class Header:
     columns: dict[str, int]       # key -> 0-based column index
     labels: dict[str, str]        # key -> header text as found
     data_start: int               # index into Table.rows of the first data row
+    required: frozenset = frozenset()   # keys of the required columns: only these can reject a row
 
     def cell(self, cells: list[str], key: str) -> str:
         """The text of logical column ``key`` in a data row ("" when the file has no such column)."""
@@ -348,29 +420,48 @@ def data_rows(table: Table, header: Header, report: "ImportReport",
     """The non-empty rows below the header as (clerk row number, cells), counted in
     ``report.rows_read``; ``progress(done, total)`` every 500 rows and at the end.
 
-    Rows with a formula cell that has no cached result, or with a cell longer than
-    MAX_CELL_CHARS, in one of the imported columns are rejected here and not yielded."""
+    A formula cell without a cached result, or a cell longer than MAX_CELL_CHARS, rejects
+    its row when it is in a required column. In an optional column (a note) it never costs
+    the answer: the formula is kept as neutralised text, a long cell is shortened, and the
+    report gets a warning."""
     rows = table.rows[header.data_start:]
     total = len(rows)
     labels = {index: header.labels.get(key, key) for key, index in header.columns.items()}
+    required = {index for key, index in header.columns.items() if key in header.required}
     for done, (row_number, cells) in enumerate(rows, start=1):
         if progress and (done % 500 == 0 or done == total):
             progress(done, total)
-        formula = next(((index, table.formulas[(row_number, index)]) for index in labels
-                        if (row_number, index) in table.formulas), None) if table.formulas else None
-        if not any(cells) and formula is None:
+        formulas = [(index, table.formulas[(row_number, index)]) for index in labels
+                    if (row_number, index) in table.formulas] if table.formulas else []
+        if not any(cells) and not formulas:
             continue
         report.rows_read += 1
-        if formula is not None:
-            report.reject(row_number, labels[formula[0]], formula[1][:200],
-                          f"公式 {formula[1][:60]} 没有计算结果（文件未经 Excel 保存）；请在 Excel 中打开并保存，或粘贴为数值",
+        blocking = next(((i, text) for i, text in formulas if i in required), None)
+        if blocking is not None:
+            report.reject(row_number, labels[blocking[0]], blocking[1][:200],
+                          f"公式 {blocking[1][:60]} 没有计算结果（文件未经 Excel 保存）；请在 Excel 中打开并保存，或粘贴为数值",
                           "formula_no_value")
             continue
-        long_cell = next((index for index in labels if index < len(cells) and len(cells[index]) > MAX_CELL_CHARS), None)
+        long_cell = next((index for index in required if index < len(cells) and len(cells[index]) > MAX_CELL_CHARS),
+                         None)
         if long_cell is not None:
             report.reject(row_number, labels[long_cell], cells[long_cell][:50] + "…",
                           f"单元格过长（{len(cells[long_cell])} 个字符，上限 {MAX_CELL_CHARS}）", "too_long")
             continue
+        if formulas or any(index < len(cells) and len(cells[index]) > MAX_CELL_CHARS for index in labels):
+            cells = list(cells)
+            for index, text in formulas:
+                while len(cells) <= index:
+                    cells.append("")
+                cells[index] = neutralise_cell(text)[:MAX_CELL_CHARS]
+                report.warn(row_number, labels[index], text[:200],
+                            f"公式 {text[:60]} 没有计算结果，已按文本保存（可选列，不影响本行导入）", "formula_no_value")
+            for index in labels:
+                if index < len(cells) and len(cells[index]) > MAX_CELL_CHARS:
+                    report.warn(row_number, labels[index], cells[index][:50] + "…",
+                                f"单元格过长（{len(cells[index])} 个字符），已截取前 {MAX_CELL_CHARS} 个字符（可选列）",
+                                "too_long")
+                    cells[index] = cells[index][:MAX_CELL_CHARS]
         yield row_number, cells
 
 
@@ -418,7 +509,8 @@ def find_header(table: Table, columns: Iterable[Column]) -> Header:
             + "、".join(f"{c.label} (also accepted: {', '.join(c.aliases[:4])})" for c in missing)
             + f"; the first row reads: {' | '.join(c for c in first if c)[:200]!r}{hint}")
     _, _, span, found, labels, start = best  # type: ignore[misc]
-    return Header(table.rows[start + span - 1][0], found, labels, start + span)
+    return Header(table.rows[start + span - 1][0], found, labels, start + span,
+                  frozenset(c.key for c in columns if c.required))
 
 
 # --------------------------------------------------------------------------- unit names
@@ -710,6 +802,7 @@ class ImportReport:
     imported: int = 0
     duplicates: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
+    warnings: list[RejectedRow] = field(default_factory=list)   # optional cells neutralised or shortened; rows kept
     unmatched: dict[str, list[str]] = field(default_factory=dict)
     excluded: int = 0               # survey answers kept but excluded from n (不了解, blank ...)
     already_present: int = 0        # rows identical to ones imported before (re-import)
@@ -724,6 +817,11 @@ class ImportReport:
     def reject(self, row: int, column: str, value: str, reason: str, code: str, candidates=()) -> None:
         """Record a rejected row."""
         self.rejected.append(RejectedRow(row, column, value, reason, code, list(candidates)))
+
+    def warn(self, row: int, column: str, value: str, reason: str, code: str) -> None:
+        """Record a problem in an optional cell that did not cost the row (at most 1,000 are listed)."""
+        if len(self.warnings) < 1000:
+            self.warnings.append(RejectedRow(row, column, value, reason, code, []))
 
     def reject_unit(self, row: int, exc: UnitMatchError, labels: dict[str, str]) -> None:
         """Record a row whose unit did not match (column named by its header text); an unknown
@@ -757,6 +855,9 @@ class ImportReport:
             lines.append(f"  rejected {count:>5}  {code}  {REASON_LABELS.get(code, '')}")
         for name, candidates in self.unmatched.items():
             lines.append(f"  unmatched {name!r}: closest " + ("; ".join(candidates) if candidates else "none"))
+        if self.warnings:
+            lines.append(f"  {len(self.warnings)} warnings: optional cells neutralised or shortened, their rows kept "
+                         f"(first: row {self.warnings[0].row} [{self.warnings[0].column}] {self.warnings[0].reason})")
         return "\n".join(lines)
 
     def details(self, limit: int | None = 50) -> str:

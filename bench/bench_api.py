@@ -111,7 +111,9 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "bench.bench_api", "--serve", "--store", f"sqlite:///{store}",
                    "--db", str(db), "--registry", str(registry), "--port", str(self.port)]
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+                   # 50 clients share one token: the per-token API rate limit would measure itself.
+                   MANYI_WEB_API_RATE_PER_SECOND="1000000", MANYI_WEB_API_RATE_BURST="1000000")
         # The server's log goes to a file: waitress warns about queue depth under load, and a
         # full pipe nobody reads would stall its main loop.
         self.log = tempfile.TemporaryFile()

@@ -201,6 +201,10 @@ class Collector:
         """Connect (in the background, retrying) and start the writer thread."""
         log.info("collector %r: broker %s:%d (MQTT %s), store %s", self.settings.client_id, self.host, self.port,
                  self.settings.mqtt_version, self.store.url)
+        try:
+            self.limiter.remember(self.store.dead_letters(limit=1000))
+        except Exception as exc:  # a store that is down now is retried by the writer; this is only a hint
+            log.warning("could not read the stored dead letters (replayed retained junk may be stored again): %s", exc)
         if self.mqtt5:
             self.client.connect_async(self.host, self.port, keepalive=self.settings.keepalive, clean_start=False,
                                       properties=self._connect_properties())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -246,6 +247,9 @@ class BurstTracker:
         return vote
 
 
+_SHA256_IN_DETAIL = re.compile(r"sha256 ([0-9a-f]{64})")
+
+
 def _source(topic: str) -> str:
     """Whom a message on ``topic`` claims to come from: its last level (the account's device id
     under the production ACL), bounded so that a hostile topic cannot make the key huge."""
@@ -258,7 +262,8 @@ class DeadLetterLimiter:
     Per source (the topic's device) and per ``window`` seconds at most ``per_window``
     letters are stored; further ones, and exact repeats of a letter already stored in the
     window, are counted instead. A retained message that is a dead letter is stored once
-    per process lifetime: the broker replays it on every reconnect. What was counted comes
+    per process lifetime and, through :meth:`remember` at start-up, once across restarts: the broker
+    replays it on every reconnect. What was counted comes
     back from :meth:`summaries` as one ``suppressed`` dead letter per source, at most once
     per ``summary_every`` seconds, so nothing is dropped without a trace. Pure: the caller
     passes the times.
@@ -266,7 +271,8 @@ class DeadLetterLimiter:
 
     def __init__(self, per_window: int = 50, window: float = 3600.0, summary_every: float = 60.0,
                  remember: int = 10_000):
-        self.per_window, self.window, self.summary_every, self.remember = per_window, window, summary_every, remember
+        self.per_window, self.window, self.summary_every = per_window, window, summary_every
+        self.remember_limit = remember
         self._stored: dict[str, tuple[float, int]] = {}            # source -> (window start, stored in it)
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()   # (source, sha256) -> when stored
         self._retained: OrderedDict[tuple[str, str], None] = OrderedDict()
@@ -296,12 +302,22 @@ class DeadLetterLimiter:
         if retained:
             self._retained[key] = None
         for table in (self._seen, self._retained):
-            while len(table) > self.remember:
+            while len(table) > self.remember_limit:
                 table.popitem(last=False)
-        if len(self._stored) > self.remember:
+        if len(self._stored) > self.remember_limit:
             for old in [s for s, (t, _) in self._stored.items() if now - t >= self.window]:
                 del self._stored[old]
         return True
+
+    def remember(self, letters) -> None:
+        """Seed the replay check with dead letters already stored (read at start-up): a retained
+        message the broker replays to a restarted collector is then counted, not stored again."""
+        for letter in letters:
+            match = _SHA256_IN_DETAIL.search(letter.detail or "")
+            digest = match.group(1) if match else hashlib.sha256(letter.payload).hexdigest()
+            self._retained[(_source(letter.topic), digest)] = None
+        while len(self._retained) > self.remember_limit:
+            self._retained.popitem(last=False)
 
     def count(self, source: str, reason: str, n: int = 1) -> None:
         """Count ``n`` messages that were dropped before validation (e.g. a QoS 0 flood)."""

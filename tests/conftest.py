@@ -13,7 +13,7 @@ from manyi.clock import FakeClock
 
 # Each part keeps its shared fixtures in its own plugin module, so parts never edit the same file.
 pytest_plugins = ["plugin_device", "plugin_collector", "plugin_analytics", "plugin_web", "plugin_deploy", "plugin_demo",
-                  "plugin_faults"]
+                  "plugin_faults", "plugin_adversary"]
 
 
 def pytest_collection_modifyitems(config, items):

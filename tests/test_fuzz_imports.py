@@ -228,6 +228,15 @@ def test_formula_cells_without_cached_values_reject_their_rows(center_db, heze):
     assert partial.imported == 2 and len(partial.rejected) == 1
 
 
+def test_a_formula_without_value_in_an_optional_column_keeps_the_row(center_db, heze):
+    """Issue 12, item 10: a note cell holding an uncached formula is neutralised and warned, never rejected."""
+    rows = [list(SURVEY_ROWS[0]), ["2026-07-20", "", "曹县", "", "满意", '=HYPERLINK("http://evil.example","点我")']]
+    report = check_import(center_db, heze, "survey", survey_xlsx(rows), "note-formula.xlsx")
+    assert not report.aborted and report.imported == 2 and not report.rejected
+    assert [(w.row, w.column, w.code) for w in report.warnings] == [(3, "备注", "formula_no_value")]
+    assert stored_notes(center_db)[-1] == "'=HYPERLINK(\"http://evil.example\",\"点我\")"
+
+
 def test_formula_cells_with_cached_values_use_the_cached_values(center_db, heze):
     rows = [["=DATE(2026,7,20)", "", "曹县", "", "满意", '=HYPERLINK("http://evil.example","点我")']]
     serial = (date(2026, 7, 20) - date(1899, 12, 30)).days
@@ -324,12 +333,18 @@ def test_nul_bytes(center_db, heze):
 
 
 def test_very_long_cells(center_db, heze):
-    rows = [list(SURVEY_ROWS[0]), ["2026-07-20", "", "曹县", "", "满意", "长" * (MAX_CELL_CHARS + 1)]]
+    """Too long in a required column rejects the row; in an optional one (备注) it is shortened and warned."""
+    rows = [list(SURVEY_ROWS[0]), ["2026-07-20", "", "曹县", "", "长" * (MAX_CELL_CHARS + 1), ""]]
     report = check_import(center_db, heze, "survey", survey_csv(rows), "long.csv")
-    assert report.aborted and [(r.row, r.column, r.code) for r in report.rejected] == [(3, "备注", "too_long")]
+    assert report.aborted and [(r.row, r.column, r.code) for r in report.rejected] == [(3, "评价", "too_long")]
     assert len(report.rejected[0].value) < 60
     report = check_import(center_db, heze, "survey", survey_xlsx(rows), "long.xlsx")
     assert report.aborted and report.rejected[0].code == "too_long"
+    rows = [list(SURVEY_ROWS[0]), ["2026-07-20", "", "曹县", "", "满意", "长" * (MAX_CELL_CHARS + 1)]]
+    report = check_import(center_db, heze, "survey", survey_csv(rows), "long-note.csv")
+    assert not report.aborted and report.imported == 2 and not report.rejected
+    assert [(w.row, w.column, w.code) for w in report.warnings] == [(3, "备注", "too_long")]
+    assert len(stored_notes(center_db)[-1]) == MAX_CELL_CHARS
     huge = survey_csv([["2026-07-20", "", "曹县", "", "满意", "x" * 200_000]])
     error = check_import(center_db, heze, "survey", huge, "huge.csv")
     assert isinstance(error, ImportFileError) and "near line 2" in str(error)

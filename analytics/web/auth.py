@@ -609,13 +609,13 @@ bp = Blueprint("auth", __name__)
 
 
 LOGIN_BODY_LIMIT = 16 * 1024     # bytes of a login form: a name, a password and the CSRF token
-_locked_audited: dict[tuple[str, str], float] = {}
 
 
 def _audit_locked(username: str, now: datetime) -> None:
     """Audit a refused login while locked, at most once a minute per address and name (no disk fill)."""
     key = (request.remote_addr or "?", username)
     stamp = now.timestamp()
+    _locked_audited = current_app.extensions.setdefault("manyi_locked_audited", {})
     if stamp - _locked_audited.get(key, 0.0) < 60:
         return
     if len(_locked_audited) > 10_000:
