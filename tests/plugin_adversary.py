@@ -198,8 +198,10 @@ class CenterServer:
                 self.process.wait()
 
     def db_bytes(self) -> int:
-        """Bytes of the center database and its WAL on disk."""
-        return sum(p.stat().st_size for p in self.workdir.glob("center.db*"))
+        """The center database's size in pages (its WAL is a bounded, reused log)."""
+        import sqlite3
+        with sqlite3.connect(self.workdir / "center.db") as conn:
+            return conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
 
 
 def _answers(port: int) -> bool:
@@ -228,7 +230,8 @@ class Nginx:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.conf = self.workdir / "nginx.conf"
         self.conf.write_text(
-            f"daemon off;\nworker_processes 1;\npid {self.workdir}/nginx.pid;\nerror_log {self.workdir}/logs/error.log;\n"
+            ("user root;\n" if os.geteuid() == 0 else "")     # pytest's temp dirs are private to their owner
+            + f"daemon off;\nworker_processes 1;\npid {self.workdir}/nginx.pid;\nerror_log {self.workdir}/logs/error.log;\n"
             "events { worker_connections 512; }\n"
             f"http {{\n  access_log {self.workdir}/logs/access.log;\n  client_body_temp_path {self.workdir}/body;\n"
             f"  proxy_temp_path {self.workdir}/proxy;\n  fastcgi_temp_path {self.workdir}/fcgi;\n"

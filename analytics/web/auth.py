@@ -629,8 +629,6 @@ def login():
     """The login form; on success the session is renewed (no fixation) and the login audited."""
     error = None
     if request.method == "POST":
-        # Bound the body before the form is parsed: an anonymous request may not make us hold megabytes.
-        request.max_content_length = LOGIN_BODY_LIMIT
         raw_name = request.form.get("username", "")
         username = raw_name.strip()[:MAX_USERNAME + 1]
         password = request.form.get("password", "")
@@ -786,6 +784,10 @@ def _rate_limit():
 def _before():
     if request.endpoint in PUBLIC_ASSETS:
         return None
+    if request.endpoint == "auth.login" and request.method == "POST":
+        # Before anything reads the form (the CSRF check does): an anonymous request may not make us
+        # read and hold megabytes, nor store them.
+        request.max_content_length = LOGIN_BODY_LIMIT
     response = _load_user()
     if response is not None:
         return response
