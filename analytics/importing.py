@@ -219,6 +219,8 @@ def decode_csv(data: bytes, name: str = "file") -> tuple[str, str]:
 
 
 def _read_csv(data: bytes, name: str) -> Table:
+    if data.count(b"\n") > 4 * MAX_ROWS:    # certainly too many rows (a quoted cell may hold a few line breaks)
+        raise ImportFileError(_too_many_rows(name))
     text, encoding = decode_csv(data, name)
     if not text.strip(" \t\r\n\ufeff\u3000"):
         raise ImportFileError(f"{name}: the file is empty (only a byte-order mark or spaces)")

@@ -138,7 +138,7 @@ def test_1c_a_terminal_password_cannot_kick_another_terminal(adv_broker, collect
     row = record("1c", "kick another terminal", f"{T1}'s password CONNECTs with client id {T2} ten times",
                  f"the id is the account's own: {T2} stays connected and its votes arrive")
     disconnects = []
-    victim = Client(adv_broker.tls_port, T2, adv_broker.passwords[T2], ca=adv_broker.ca)
+    victim = Client(adv_broker.tls_port, T2, adv_broker.passwords[T2], ca=adv_broker.ca, client_id=T2)  # as a terminal does
     victim.client.on_disconnect = lambda *args: disconnects.append(args)
     victim.connect()
     for _ in range(10):
