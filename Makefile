@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-faults venv lint bench clean demo-reset
+.PHONY: run test test-quick test-faults test-adversary venv lint bench clean demo-reset
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ run: $(STAMP)
 ## Run the test suite (builds its own virtualenv first).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Everyday work: everything but the fault and adversary matrices, the slow tests and the browser tests (~4 min).
+test-quick: $(STAMP)
+	$(PY) -m pytest -m "not faults and not adversary and not slow and not browser" $(PYTEST_ARGS)
+
+## Only the adversary matrix (attacks on deploy/'s configuration); `make test` runs it too.
+test-adversary: $(STAMP)
+	$(PY) -m pytest -m adversary $(PYTEST_ARGS)
 
 ## Only the fault matrix (real broker, collectors and terminals killed and restarted); `make test` runs it too.
 test-faults: $(STAMP)
