@@ -151,3 +151,39 @@ def test_serve_config_cookie_secure_outside_loopback(tmp_path):
     args.cookie_secure = "yes"
     assert build_config(args)["SESSION_COOKIE_SECURE"] is True
     assert build_config(args)["SECRET_KEY"] == build_config(args)["SECRET_KEY"]
+
+
+def test_every_operation_documents_its_answers_and_errors(app, client, api_token):
+    """Every operation has a JSON schema for its 200 answer and the 400/401/403/404/429 errors; the real
+    answers of the GET routes carry every property their schema requires."""
+    from datetime import timedelta
+
+    from analytics.web.context import get_store
+    from plugin_web import DEVICE_A, write_votes
+
+    doc = client.get("/api/v1/openapi.json").json
+    now = app.extensions["manyi"].clock.now()
+    write_votes(get_store(app), [(DEVICE_A, "unsatisfied", now - timedelta(minutes=m)) for m in (20, 10, 1)])
+    samples = {"/api/v1/drill/{level}/{code}": "/api/v1/drill/county/371702",
+               "/api/v1/rankings": "/api/v1/rankings?quarter=2026Q3&level=county", "/api/v1/map": "/api/v1/map?figure=0"}
+    tokens = {"/api/v1/audit": api_token("auditor")}
+    admin = api_token("admin")
+    checked = 0
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            assert {"200", "400", "401", "403", "404", "429"} <= set(responses), (path, method)
+            ok = responses["200"]
+            if path == "/api/v1/stream":
+                continue
+            schema = ok["content"]["application/json"]["schema"]
+            if method != "get" or "{" in samples.get(path, path):
+                continue
+            answer = client.get(samples.get(path, path), headers={"Authorization": f"Bearer {tokens.get(path, admin)}"})
+            assert answer.status_code == 200, (path, answer.status_code)
+            missing = set(schema.get("required", ())) - set(answer.json)
+            assert not missing, (path, missing)
+            checked += 1
+    assert checked >= 10
+    assert doc["components"]["responses"]["TooManyRequests"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}

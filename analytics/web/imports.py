@@ -196,7 +196,7 @@ def report():
     audit("report.download", {"quarter": str(result.quarter), "format": fmt, "result": result.result_id})
     if fmt == "html" and request.args.get("inline") == "1":
         # Opened in the browser to read and print (Ctrl+P); the report's own CSS has the A4 print layout.
-        return Response(data, mimetype="text/html; charset=utf-8")
+        return Response(data, content_type="text/html; charset=utf-8")
     return download(data, f"满意度季度报告_{result.quarter}.{fmt}", fmt)
 
 

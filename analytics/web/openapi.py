@@ -68,11 +68,72 @@ CORE_PATHS = {
 }
 
 
+def _obj(required: dict, **extra) -> dict:
+    """An object schema whose listed properties are all present in every answer."""
+    return {"type": "object", "required": sorted(required), "properties": required, **extra}
+
+
+_S, _I, _N, _B = {"type": "string"}, {"type": "integer"}, {"type": "number", "nullable": True}, {"type": "boolean"}
+_LIST = {"type": "array", "items": {"type": "object"}}
+_TOTALS = _obj({"n": _I, "satisfied": _I, "basic": _I, "unsatisfied": _I, "rate": _N})
+# The 200 answer of each route whose blueprint describes it in words only; tests/test_web_core.py
+# checks every documented GET answer against these.
+RESPONSE_SCHEMAS = {
+    ("/api/v1/cases", "get"): _obj({"cases": _LIST, "count": _I}),
+    ("/api/v1/cases/{case_id}", "get"): {"type": "object", "description": "one case with its votes and notes"},
+    ("/api/v1/cases/{case_id}/{action}", "post"): {"type": "object", "description": "the updated case"},
+    ("/api/v1/drill", "get"): _obj({
+        "level": _S, "level_label": _S, "code": _S, "name": _S, "county_code": {"type": "string", "nullable": True},
+        "start": _S, "end": _S, "totals": _TOTALS, "breadcrumbs": _LIST, "child_level": {"type": "string",
+        "nullable": True}, "children": _LIST, "daily": _LIST, "heat": _LIST, "peers": _LIST, "staff": _LIST}),
+}
+RESPONSE_SCHEMAS[("/api/v1/drill/{level}/{code}", "get")] = RESPONSE_SCHEMAS[("/api/v1/drill", "get")]
+RESPONSE_SCHEMAS |= {
+    ("/api/v1/imports", "get"): _obj({"imports": _LIST}),
+    ("/api/v1/imports/{kind}", "post"): _obj({"kind": _S, "filename": _S, "quarter": _S, "rows_read": _I,
+                                              "imported": _I, "rejected": _LIST, "warnings": _LIST, "aborted": _B,
+                                              "rejected_by_reason": {"type": "object"}}),
+    ("/api/v1/rankings", "get"): _obj({"quarter": _S, "level": _S, "result_id": {"type": "integer", "nullable": True},
+                                       "computed_at": _S, "notes": {"type": "array", "items": _S}, "rows": _LIST}),
+    ("/api/v1/alerts", "get"): _obj({"alerts": _LIST, "last_id": _I}),
+    ("/api/v1/alerts/{alert_id}/ack", "post"): {"type": "object", "description": "the acknowledged alert"},
+    ("/api/v1/alert-rules", "get"): _obj({"rules": _LIST}),
+    ("/api/v1/terminals", "get"): _obj({"generated_at": _S, "summary": {"type": "object"}, "terminals": _LIST,
+                                        "params": {"type": "object"}}),
+    ("/api/v1/me", "get"): _obj({"username": _S, "role": _S, "county_code": {"type": "string", "nullable": True},
+                                 "visible_counties": {"type": "array", "nullable": True, "items": _S}}),
+    ("/api/v1/audit", "get"): _obj({"entries": _LIST}),
+}
+ERROR = _obj({"error": _S, "message": _S})
+# Every operation can answer these (login, role and county scope, parameters, rate limit).
+COMMON_RESPONSES = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound",
+                    "429": "TooManyRequests"}
+
+
+def _complete(path: str, method: str, operation: dict) -> dict:
+    """``operation`` with a JSON schema for its 200 answer and the common error answers."""
+    operation = dict(operation)
+    responses = dict(operation.get("responses", {}))
+    ok = dict(responses.get("200", {"description": "OK"}))
+    schema = RESPONSE_SCHEMAS.get((path, method))
+    if "content" not in ok and schema is not None:
+        ok["content"] = {"application/json": {"schema": schema}}
+    responses["200"] = ok
+    for code, name in COMMON_RESPONSES.items():
+        if code in responses and "$ref" not in responses[code]:
+            responses[code] = {**responses[code], "content": {"application/json": {"schema": ERROR}}}
+        responses.setdefault(code, {"$ref": f"#/components/responses/{name}"})
+    operation["responses"] = responses
+    return operation
+
+
 def document() -> dict:
     """The merged OpenAPI document of the current app."""
-    paths = dict(CORE_PATHS)
+    merged = dict(CORE_PATHS)
     for extra in current_app.extensions.get("manyi_openapi", []):
-        paths.update(extra)
+        merged.update(extra)
+    paths = {path: {method: _complete(path, method, operation) for method, operation in item.items()}
+             for path, item in merged.items()}
     return {
         "openapi": "3.0.3",
         "info": {"title": "manyi control center API", "version": __version__,
@@ -85,9 +146,16 @@ def document() -> dict:
                 "bearerAuth": {"type": "http", "scheme": "bearer", "description": "API token from `manyi token add`"},
                 "cookieAuth": {"type": "apiKey", "in": "cookie", "name": current_app.config["SESSION_COOKIE_NAME"]},
             },
+            "schemas": {"Error": ERROR},
             "responses": {
-                "Unauthorized": {"description": "no session and no valid token"},
-                "Forbidden": {"description": "the role or county scope does not allow this"},
+                name: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                for name, text in (
+                    ("BadRequest", "a parameter is invalid (or, for a session, the CSRF token is missing)"),
+                    ("Unauthorized", "no session and no valid token"),
+                    ("Forbidden", "the role or county scope does not allow this"),
+                    ("NotFound", "no such unit, case, alert or result"),
+                    ("TooManyRequests", "more than 20 requests a second, or 4 live streams, for this account or "
+                                        "token; see Retry-After"))
             },
         },
         "paths": dict(sorted(paths.items())),

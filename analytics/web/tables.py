@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from flask import Response, abort
 
-FORMATS = {"csv": "text/csv; charset=utf-8",
+FORMATS = {"csv": "text/csv; charset=utf-8",   # content_type as is (mimetype= would add a second charset)
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
@@ -61,7 +61,7 @@ def download(data: bytes, filename: str, fmt: str) -> Response:
     mimetype = FORMATS.get(fmt) or {"html": "text/html; charset=utf-8"}.get(fmt, "application/octet-stream")
     filename = safe_filename(filename)
     ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
-    return Response(data, mimetype=mimetype, headers={
+    return Response(data, content_type=mimetype, headers={
         "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"})
 
 

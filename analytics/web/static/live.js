@@ -153,7 +153,15 @@
     var url = "/api/v1/stream" + (cursor ? "?after=" + encodeURIComponent(cursor) : "");
     source = new EventSource(url);
     source.addEventListener("open", function () { streamState.textContent = "实时"; streamState.className = "badge green"; });
-    source.addEventListener("error", function () { streamState.textContent = "重连中"; streamState.className = "badge orange"; });
+    source.addEventListener("error", function () {
+      streamState.textContent = "重连中"; streamState.className = "badge orange";
+      // A refused stream (429: too many open for this account, or the server is full) closes the
+      // EventSource for good; try again later instead of staying dark.
+      if (source.readyState === EventSource.CLOSED) {
+        source = null;
+        setTimeout(connect, 10000 + Math.floor(Math.random() * 10000));
+      }
+    });
     source.addEventListener("vote", function (ev) {
       var item = JSON.parse(ev.data);
       cursor = item.cursor;
