@@ -448,7 +448,7 @@ def run(args, workdir: Path) -> dict:
             poll = Observer(workdir, "poll", store_url, STREAM_POLL_SECONDS)
             observers.append(poll)
             manyi("user", "add", "bench", "--role", "admin", "--password-stdin", "--db", str(center),
-                  stdin="bench-latency-password\n")
+                  stdin="Latency-Pass-1234\n")
             token = manyi("token", "add", "bench", "--name", "bench_latency", "--db", str(center)).strip().splitlines()[-1]
             port = free_port()
             procs.append(subprocess.Popen([sys.executable, "-c", ENTRY, "serve", "--store", store_url, "--db", str(center),
