@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -320,3 +321,19 @@ def test_api_by_role_with_session_and_token(app, api_token, path):
         AuthActions(client).login(username)
         assert client.get(path).status_code == expected, (username, path)
     assert app.test_client().get(path).status_code == 401
+
+
+def test_a_session_left_alone_for_half_an_hour_ends(app, client, auth):
+    """等保 2.0 8.1.4.1 b): an idle session ends by itself; an active one is kept alive."""
+    auth.login("city")
+    assert client.get("/api/v1/me").status_code == 200
+    db = get_db(app)
+    db.execute("UPDATE web_sessions SET last_seen = ? WHERE ended_at IS NULL",
+               ((datetime.now(timezone.utc) - timedelta(minutes=29)).isoformat(timespec="seconds"),))
+    assert client.get("/api/v1/me").status_code == 200              # 29 minutes: still alive, and touched again
+    assert db.query("SELECT last_seen FROM web_sessions WHERE ended_at IS NULL")[0]["last_seen"] > \
+        (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="seconds")
+    db.execute("UPDATE web_sessions SET last_seen = ? WHERE ended_at IS NULL",
+               ((datetime.now(timezone.utc) - timedelta(minutes=31)).isoformat(timespec="seconds"),))
+    assert client.get("/api/v1/me").status_code == 401
+    assert db.query("SELECT count(*) AS n FROM web_sessions WHERE ended_at IS NULL")[0]["n"] == 0

@@ -39,6 +39,7 @@ DEFAULTS = dict(
     SESSION_COOKIE_SECURE=True,         # `manyi serve --insecure-cookies` for plain http on 127.0.0.1
     SESSION_COOKIE_NAME="manyi_session",
     PERMANENT_SESSION_LIFETIME=timedelta(hours=10),
+    SESSION_IDLE_MINUTES=30,            # a session unused this long ends (等保 2.0: 登录连接超时自动退出); 0: never
     MAX_CONTENT_LENGTH=20 * 1024 * 1024,
     CSRF_ENABLED=True,
     LOGIN_MAX_FAILURES=5,               # per user name and client address within LOGIN_WINDOW_SECONDS

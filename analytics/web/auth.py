@@ -120,7 +120,8 @@ CREATE TABLE IF NOT EXISTS web_sessions (
     user_id INTEGER NOT NULL REFERENCES users(id),
     ip TEXT,
     created_at TEXT NOT NULL,        -- wall-clock UTC (not the app clock, which a demo may speed up)
-    ended_at TEXT
+    ended_at TEXT,
+    last_seen TEXT                   -- wall-clock UTC of the last request, to the minute (idle timeout)
 );
 CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions(user_id);
 """
@@ -167,7 +168,8 @@ def ensure_schema(db) -> None:
 
 def _upgrade(conn) -> None:
     """Columns added after the first release: the password's age and the audit log's hash chain."""
-    for table, column, kind in (("users", "password_changed_at", "TEXT"), ("audit_log", "chain", "TEXT")):
+    for table, column, kind in (("users", "password_changed_at", "TEXT"), ("audit_log", "chain", "TEXT"),
+                                ("web_sessions", "last_seen", "TEXT")):
         names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in names:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
@@ -388,15 +390,27 @@ def start_session(db, user: User, ip: str | None = None) -> str:
     return sid
 
 
-def session_user(db, sid: str | None, user_id, lifetime: timedelta) -> User | None:
-    """The enabled user of a live session ``sid`` (not ended, younger than ``lifetime``), or None."""
+SESSION_TOUCH = timedelta(minutes=1)      # how exact web_sessions.last_seen is (at most a write a minute)
+
+
+def session_user(db, sid: str | None, user_id, lifetime: timedelta, idle: timedelta | None = None) -> User | None:
+    """The enabled user of a live session ``sid``: not ended, younger than ``lifetime``, and (with
+    ``idle``) used within ``idle`` (等保: a session left alone ends by itself); else None."""
     if not sid or not isinstance(sid, str):
         return None
-    rows = db.query("SELECT u.* FROM web_sessions s JOIN users u ON u.id = s.user_id "
+    now = _wall_now()
+    rows = db.query("SELECT u.*, s.id AS session_id, s.last_seen AS session_seen, s.created_at AS session_created "
+                    "FROM web_sessions s JOIN users u ON u.id = s.user_id "
                     "WHERE s.sid_hash = ? AND s.user_id = ? AND s.ended_at IS NULL AND s.created_at >= ?",
-                    (_token_hash(sid), user_id, _now_text(_wall_now() - lifetime)))
+                    (_token_hash(sid), user_id, _now_text(now - lifetime)))
     if not rows or rows[0]["disabled"]:
         return None
+    seen = rows[0]["session_seen"] or rows[0]["session_created"]
+    if idle is not None and seen < _now_text(now - idle):
+        end_session(db, sid)
+        return None
+    if seen < _now_text(now - SESSION_TOUCH):
+        db.execute("UPDATE web_sessions SET last_seen = ? WHERE id = ?", (_now_text(now), rows[0]["session_id"]))
     return _user(rows[0])
 
 
@@ -569,7 +583,9 @@ def _load_user() -> None:
         return None
     user_id = session.get("user_id")
     if user_id is not None:
-        user = session_user(get_db(), session.get("sid"), user_id, current_app.permanent_session_lifetime)
+        idle = int(current_app.config.get("SESSION_IDLE_MINUTES") or 0)
+        user = session_user(get_db(), session.get("sid"), user_id, current_app.permanent_session_lifetime,
+                            timedelta(minutes=idle) if idle > 0 else None)
         if user is None:
             session.clear()
         else:
