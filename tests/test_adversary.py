@@ -391,9 +391,9 @@ def test_9_no_anonymous_or_wrong_password_connection(adv_broker):
 
 def test_10_collector_session_survives_a_retired_property_trick(adv_broker, collector):
     """A terminal asking for a huge session expiry or receive maximum changes nothing for others."""
-    row = record("10", "session properties", f"{T1} connects with session expiry 2^32-1 and receive maximum "
-                 "65535, subscribes to every status", "the ACL gives it nothing to read; the collector's own votes "
-                 "keep flowing")
+    row = record("10", "read the other terminals", f"{T1} connects with session expiry 2^32-1 and receive "
+                 f"maximum 65535 and subscribes to every status; {T3} reports its status and votes",
+                 "the ACL gives a terminal nothing of the others to read; the collector's votes keep flowing")
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 2 ** 32 - 1
     props.ReceiveMaximum = 65535
@@ -403,6 +403,8 @@ def test_10_collector_session_survives_a_retired_property_trick(adv_broker, coll
     assert thief.connected.wait(5)
     thief.subscribe("manyi/v1/status/+")
     honest = terminal(adv_broker, T3)
+    status = ('{"v": 1, "device": "%s", "online": true}' % T3).encode()
+    assert not honest.publish(f"manyi/v1/status/{T3}", status).is_failure     # the honest terminal's status
     seqs = range(600_001, 600_021)
     acked = send_votes(honest, T3, seqs)
     got = wait_stored(collector.store, T3, seqs)
