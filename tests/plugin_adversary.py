@@ -30,7 +30,7 @@ import psutil
 import pytest
 
 from manyi.broker import free_port
-from plugin_collector import ROOT, wait_until
+from plugin_collector import ROOT, report_matrix, wait_until
 from plugin_deploy import DEPLOY
 
 ARTIFACT = ROOT / "test-artifacts" / "adversary-matrix.md"
@@ -80,17 +80,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Print the adversary matrix and write it to test-artifacts/adversary-matrix.md."""
     if not ROWS:
         return
-    text = table(ROWS)
-    terminalreporter.section("adversary matrix: every attack, its defence and the figures")
-    for line in text.splitlines():
-        terminalreporter.write_line(line)
-    try:
-        ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-        ARTIFACT.write_text(f"# Adversary matrix\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-                            f"exit status {int(exitstatus)}\n\n{text}\n")
-        terminalreporter.write_line(f"written to {ARTIFACT.relative_to(ROOT)}")
-    except OSError as exc:
-        terminalreporter.write_line(f"could not write {ARTIFACT}: {exc}")
+    report_matrix(terminalreporter, exitstatus, "adversary matrix: every attack, its defence and the figures",
+                  "Adversary matrix", table(ROWS), ARTIFACT)
 
 
 # --- the collector as deployed ----------------------------------------------------------------

@@ -195,3 +195,17 @@ def stats_json(store_url: str) -> dict:
 
 
 __all__ = ["wait_until", "make_vote", "stream_of_votes", "Publisher", "CollectorProcess", "count_stored", "stats_json"]
+
+
+def report_matrix(terminalreporter, exitstatus, section: str, title: str, text: str, artifact: Path) -> None:
+    """Print a matrix table at the end of the run and write it to ``artifact`` (test-artifacts/)."""
+    terminalreporter.section(section)
+    for line in text.splitlines():
+        terminalreporter.write_line(line)
+    try:
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        artifact.write_text(f"# {title}\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+                            f"exit status {int(exitstatus)}\n\n{text}\n")
+        terminalreporter.write_line(f"written to {artifact.relative_to(ROOT)}")
+    except OSError as exc:
+        terminalreporter.write_line(f"could not write {artifact}: {exc}")

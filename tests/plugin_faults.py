@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin_collector import ROOT, CollectorProcess, wait_until
+from plugin_collector import ROOT, CollectorProcess, report_matrix, wait_until
 
 ARTIFACT = ROOT / "test-artifacts" / "fault-matrix.md"
 
@@ -471,17 +471,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Print the fault matrix and write it to test-artifacts/fault-matrix.md."""
     if not RESULTS:
         return
-    text = table(RESULTS)
-    terminalreporter.section("fault matrix: every vote pressed, stored exactly once")
-    for line in text.splitlines():
-        terminalreporter.write_line(line)
-    try:
-        ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-        ARTIFACT.write_text(f"# Fault matrix\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-                            f"exit status {int(exitstatus)}\n\n{text}\n")
-        terminalreporter.write_line(f"written to {ARTIFACT.relative_to(ROOT)}")
-    except OSError as exc:
-        terminalreporter.write_line(f"could not write {ARTIFACT}: {exc}")
+    report_matrix(terminalreporter, exitstatus, "fault matrix: every vote pressed, stored exactly once",
+                  "Fault matrix", table(RESULTS), ARTIFACT)
 
 
 def sigkill(pid: int) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -165,51 +166,57 @@ def _read_password(args) -> str:
     return first
 
 
+@contextmanager
+def _center_db(args):
+    """The center database of ``--db`` (or $MANYI_DB), closed afterwards."""
+    from analytics.db import CenterDB
+
+    db = CenterDB(_db_path(args))
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _audit_cli(db, action: str, detail: dict) -> None:
+    """Audit an action done on the server's command line, under the operator's login name."""
+    from analytics.web.auth import write_audit
+
+    write_audit(db, action, detail, username=f"cli:{getpass.getuser()}")
+
+
 def cmd_user_add(args) -> int:
     """Create an account (audited as done by the command line)."""
-    from analytics.db import CenterDB
-    from analytics.web.auth import create_user, write_audit
+    from analytics.web.auth import create_user
 
     registry = None
     if args.registry:
         from manyi.registry import Registry
         registry = Registry.load(args.registry)
-    db = CenterDB(_db_path(args))
-    try:
+    with _center_db(args) as db:
         user = create_user(db, args.username, _read_password(args), args.role, args.county, registry=registry)
-        write_audit(db, "user.add", {"username": user.username, "role": user.role, "county_code": user.county_code},
-                    username=f"cli:{getpass.getuser()}")
-    finally:
-        db.close()
+        _audit_cli(db, "user.add", {"username": user.username, "role": user.role, "county_code": user.county_code})
     print(f"user {user.username} added (role {user.role}{', county ' + user.county_code if user.county_code else ''})")
     return 0
 
 
 def cmd_user_passwd(args) -> int:
     """Set a password from the server (the only way for the three administrators' accounts)."""
-    from analytics.db import CenterDB
-    from analytics.web.auth import set_password, write_audit
+    from analytics.web.auth import set_password
 
-    db = CenterDB(_db_path(args))
-    try:
+    with _center_db(args) as db:
         set_password(db, args.username, _read_password(args))
-        write_audit(db, "user.password", {"username": args.username}, username=f"cli:{getpass.getuser()}")
-    finally:
-        db.close()
+        _audit_cli(db, "user.password", {"username": args.username})
     print(f"password of {args.username} set; its sessions are ended")
     return 0
 
 
 def cmd_audit_verify(args) -> int:
     """Check the audit log's hash chain."""
-    from analytics.db import CenterDB
     from analytics.web.auth import verify_audit
 
-    db = CenterDB(_db_path(args))
-    try:
+    with _center_db(args) as db:
         checked, broken = verify_audit(db)
-    finally:
-        db.close()
     if broken:
         print(f"audit log: {len(broken)} of {checked} entries do not match the chain; first ids: {broken[:20]}")
         return 1
@@ -219,62 +226,44 @@ def cmd_audit_verify(args) -> int:
 
 def cmd_user_list(args) -> int:
     """Print the accounts."""
-    from analytics.db import CenterDB
     from analytics.web.auth import list_users
 
-    db = CenterDB(_db_path(args))
-    try:
+    with _center_db(args) as db:
         for user in list_users(db):
             state = "disabled" if user["disabled"] else "active"
             print(f"{user['username']}\t{user['role']}\t{user['county_code'] or '-'}\t{state}\t{user['last_login'] or '-'}")
-    finally:
-        db.close()
     return 0
 
 
 def cmd_token_add(args) -> int:
     """Issue an API token and print it (it cannot be shown again)."""
-    from analytics.db import CenterDB
-    from analytics.web.auth import create_token, write_audit
+    from analytics.web.auth import create_token
 
-    db = CenterDB(_db_path(args))
-    try:
+    with _center_db(args) as db:
         token = create_token(db, args.username, args.name)
-        write_audit(db, "token.add", {"username": args.username, "name": args.name},
-                    username=f"cli:{getpass.getuser()}")
-    finally:
-        db.close()
+        _audit_cli(db, "token.add", {"username": args.username, "name": args.name})
     print(token)
     return 0
 
 
 def cmd_token_list(args) -> int:
     """Print the API tokens (never the tokens themselves)."""
-    from analytics.db import CenterDB
     from analytics.web.auth import list_tokens
 
-    db = CenterDB(_db_path(args))
-    try:
+    with _center_db(args) as db:
         for token in list_tokens(db):
             state = "revoked" if token["revoked"] else "active"
             print(f"{token['id']}\t{token['username']}\t{token['name'] or '-'}\t{token['created_at']}\t"
                   f"{token['last_used'] or '-'}\t{state}")
-    finally:
-        db.close()
     return 0
 
 
 def cmd_token_revoke(args) -> int:
     """Revoke an API token (audited as done by the command line)."""
-    from analytics.db import CenterDB
-    from analytics.web.auth import revoke_token, write_audit
+    from analytics.web.auth import revoke_token
 
-    db = CenterDB(_db_path(args))
-    try:
+    with _center_db(args) as db:
         username = revoke_token(db, args.token_id)
-        write_audit(db, "token.revoke", {"username": username, "token": args.token_id},
-                    username=f"cli:{getpass.getuser()}")
-    finally:
-        db.close()
+        _audit_cli(db, "token.revoke", {"username": username, "token": args.token_id})
     print(f"token {args.token_id} of {username} revoked")
     return 0
