@@ -385,8 +385,9 @@ def start_session(db, user: User, ip: str | None = None) -> str:
     """Record a new login session of ``user``; return the random id for the cookie."""
     ensure_schema(db)
     sid = secrets.token_urlsafe(32)
-    db.execute("INSERT INTO web_sessions (sid_hash, user_id, ip, created_at) VALUES (?, ?, ?, ?)",
-               (_token_hash(sid), user.id, ip, _now_text(_wall_now())))
+    stamp = _now_text(_wall_now())
+    db.execute("INSERT INTO web_sessions (sid_hash, user_id, ip, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
+               (_token_hash(sid), user.id, ip, stamp, stamp))
     return sid
 
 
