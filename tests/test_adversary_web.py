@@ -223,13 +223,15 @@ def test_12_huge_login_names_do_not_fill_the_disk(site):
 
 # --- 13. one account cannot take every thread -----------------------------------------------------
 
-def _open_streams(site, n: int, tokens: list[str]):
-    """Open ``n`` event streams round-robin over ``tokens`` (held open); return their statuses and sockets."""
+def _open_streams(site, n: int, tokens: list[str] = (), cookie: str | None = None):
+    """Open ``n`` event streams round-robin over ``tokens`` (or with a session ``cookie``), held open;
+    return their statuses and sockets."""
     held, statuses = [], []
     for i in range(n):
         conn = http.client.HTTPSConnection("localhost", site.nginx.port, timeout=10,
                                            context=ssl.create_default_context(cafile=str(site.ca)))
-        conn.request("GET", "/api/v1/stream", headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"})
+        headers = {"Cookie": cookie} if cookie else {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+        conn.request("GET", "/api/v1/stream", headers=headers)
         response = conn.getresponse()
         statuses.append(response.status)
         if response.status == 200:
@@ -246,17 +248,23 @@ def _token(site, username: str, name: str) -> str:
 
 
 def test_13a_one_account_cannot_hold_every_stream(site):
-    row = record("13a", "one account blocks everyone", "40 live streams with one county token",
+    row = record("13a", "one account blocks everyone", "40 live streams with one county token, then 10 more "
+                 "with the same county account's browser session",
                  "at most 4 streams per account or token (429 beyond); /login keeps answering")
     token = _token(site, "county", "stream-a")
     statuses, held = _open_streams(site, 40, [token])
     browser = site.browser("127.0.0.10")
     worst = timed(lambda: browser.request("GET", "/login"), 10)
-    for conn in held:
+    session = site.browser("127.0.0.21")
+    assert session.login("county2")[0] == 302
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    by_session, held_too = _open_streams(site, 10, cookie=cookie)
+    for conn in held + held_too:
         conn.close()
     row.figures.update(streams_open=statuses.count(200), refused_429=statuses.count(429),
-                       login_page_worst_ms=round(worst))
+                       session_streams_open=by_session.count(200), login_page_worst_ms=round(worst))
     assert statuses.count(200) == 4 and statuses.count(429) == 36
+    assert by_session.count(200) == 4 and by_session.count(429) == 6
     assert worst < 2000
     row.passed = True
 
