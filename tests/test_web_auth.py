@@ -9,7 +9,7 @@ import pytest
 
 from analytics.web import create_app
 from analytics.web.auth import (AuthError, LoginLocked, audit_entries, authenticate, create_token, create_user, get_user,
-                                set_disabled)
+                                set_disabled, set_password)
 from analytics.web.context import get_db
 from plugin_web import PASSWORD, USERS
 
@@ -337,3 +337,15 @@ def test_a_session_left_alone_for_half_an_hour_ends(app, client, auth):
                ((datetime.now(timezone.utc) - timedelta(minutes=31)).isoformat(timespec="seconds"),))
     assert client.get("/api/v1/me").status_code == 401
     assert db.query("SELECT count(*) AS n FROM web_sessions WHERE ended_at IS NULL")[0]["n"] == 0
+
+
+def test_a_password_reset_unlocks_that_name_only(app, clock):
+    db = get_db(app)
+    create_user(db, "city2", "Other-Pass-77", "city")
+    for name in ("city", "city2"):
+        for _ in range(5):
+            authenticate(db, name, "bad", "10.3.3.3", clock.now())
+    set_password(db, "city", "Fresh-Pass-2026")
+    assert authenticate(db, "city", "Fresh-Pass-2026", "10.3.3.3", clock.now()).username == "city"
+    with pytest.raises(LoginLocked):
+        authenticate(db, "city2", "Other-Pass-77", "10.3.3.3", clock.now())

@@ -218,11 +218,12 @@ def create_user(db, username: str, password: str, role: str, county_code: str | 
     if db.query("SELECT 1 FROM users WHERE username = ?", (username,)):
         raise AuthError(f"user {username!r} already exists")
     stamp = _now_text(now or datetime.now(timezone.utc))
+    changed = _now_text(_wall_now())
     cur = db.execute(
         "INSERT INTO users (username, password_hash, role, county_code, created_at, password_changed_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
         (username, generate_password_hash(password, **({"method": method} if method else {})), role,
-         county_code or None, stamp, stamp))
+         county_code or None, stamp, changed))
     return User(cur.lastrowid, username, role, county_code or None)
 
 
@@ -250,14 +251,18 @@ def set_password(db, username: str, password: str, now: datetime | None = None) 
     if get_user(db, username) is None:
         raise AuthError(f"no user {username!r}")
     db.execute("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
-               (generate_password_hash(password), _now_text(now or datetime.now(timezone.utc)), username))
-    db.execute("DELETE FROM login_failures WHERE kind IN ('user', 'pair') AND key LIKE ?",
-               ("%" + username.replace("%", "").replace("_", "") + "%",))
+               (generate_password_hash(password), _now_text(now or _wall_now()), username))
+    # The name's lock-outs end: from anywhere ('user'), and at each address ('pair' keys are "<address> <name>").
+    db.execute("DELETE FROM login_failures WHERE (kind = 'user' AND key = ?) "
+               "OR (kind = 'pair' AND substr(key, instr(key, ' ') + 1) = ?)", (username, username))
     end_sessions(db, get_user(db, username).id)
 
 
-def password_expired(db, user: "User", now: datetime) -> bool:
-    """True when an administrator's password is older than PASSWORD_MAX_AGE_DAYS (or its age is unknown)."""
+def password_expired(db, user: "User", now: datetime | None = None) -> bool:
+    """True when an administrator's password is older than PASSWORD_MAX_AGE_DAYS (or its age is unknown).
+
+    Wall-clock time, like sessions: the app clock may be a demo's accelerated one."""
+    now = now or _wall_now()
     if user.role not in ADMIN_ROLES:
         return False
     rows = db.query("SELECT password_changed_at FROM users WHERE id = ?", (user.id,))
@@ -679,7 +684,7 @@ def login():
         csrf_token()
         g.user = user
         audit("login", {"username": user.username})
-        if password_expired(db, user, now):
+        if password_expired(db, user):
             flash(f"您的密码已超过{PASSWORD_MAX_AGE_DAYS}天未更换，请先修改密码", "error")
             return redirect(url_for("auth.account"))
         return redirect(_safe_next(request.args.get("next")))
@@ -691,7 +696,7 @@ def login():
 def account():
     """Change one's own password (the old one is asked for); administrators must every 90 days."""
     user, db = current_user(), get_db()
-    expired = password_expired(db, user, get_clock().now())
+    expired = password_expired(db, user)
     if request.method == "POST":
         rows = db.query("SELECT password_hash FROM users WHERE id = ?", (user.id,))
         old, new = request.form.get("old_password", ""), request.form.get("new_password", "")
@@ -702,7 +707,7 @@ def account():
                 raise AuthError("两次输入的新密码不一致")
             if old == new:
                 raise AuthError("新密码不能与当前密码相同")
-            set_password(db, user.username, new, now=get_clock().now())
+            set_password(db, user.username, new)
         except AuthError as exc:
             audit("account.password_failed", {})
             return render_template("account.html", error=str(exc), expired=expired), 400
@@ -824,7 +829,7 @@ def _role_gate():
     if allowed is not None and request.endpoint not in allowed:
         abort(403, description="当前角色无权访问此页面")
     if (user.role in ADMIN_ROLES and not g.via_token and request.endpoint not in ("auth.account", "auth.logout")
-            and password_expired(get_db(), user, get_clock().now())):
+            and password_expired(get_db(), user)):
         if is_api_request():
             return jsonify(error="password_expired", message="the password must be changed at /account"), 403
         return redirect(url_for("auth.account"))

@@ -376,7 +376,7 @@ def user_action(username: str, action: str):
         elif action == "enable":
             auth.set_disabled(db, username, False)
         else:
-            auth.set_password(db, username, request.form.get("password", ""), now=get_clock().now())
+            auth.set_password(db, username, request.form.get("password", ""))
     except auth.AuthError as exc:
         flash(f"操作失败：{exc}", "error")
         return redirect(url_for("live.users"))
