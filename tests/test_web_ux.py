@@ -260,3 +260,18 @@ def test_map_pales_counties_with_few_votes():
     trace = fig["data"][0]
     assert trace["marker"]["opacity"] == [1.0, FEW_VOTES_OPACITY]
     assert "仅供参考" in str(trace["customdata"][1][3]) and trace["customdata"][0][3] == FEW_VOTES
+
+
+def test_audit_details_are_labelled_in_chinese_by_action(app):
+    """A case's 回访 result is not a report's 发布编号, and no detail key shows in English."""
+    from analytics.web.live import audit_detail
+
+    with app.test_request_context():
+        callback = audit_detail({"case": 7, "result": "已联系", "note": "群众表示理解"}, "case.callback")
+        report = audit_detail({"quarter": "2026Q3", "format": "xlsx", "result": 3}, "report.download")
+        assign = audit_detail({"case": 7, "assignee": "mudan", "text": "请核实"}, "case.assign")
+        export = audit_detail({"format": "csv", "rows": 12, "level": "county"}, "rankings.export")
+    assert callback == "督办件：7；回访结果：已联系；备注：群众表示理解"
+    assert "发布编号：3" in report
+    for text in (callback, report, assign, export):
+        assert not [word for word in ("note", "text", "assignee", "rows", "level", "result") if word in text], text

@@ -690,7 +690,12 @@ AUDIT_KEYS = {
     "username": "用户", "role": "角色", "county_code": "县区", "county": "县区", "quarter": "季度", "format": "格式",
     "result": "发布编号", "file": "文件", "case": "督办件", "rows_read": "读取", "imported": "导入", "rejected": "拒收",
     "error": "错误", "reason": "原因", "fmt": "格式", "rule": "规则", "alert": "告警", "day": "日期", "name": "名称",
+    "assignee": "指派给", "text": "内容", "note": "备注", "rows": "行数", "level": "级别", "token": "令牌编号",
+    "kind": "类型", "params": "参数", "enabled": "启用", "deadline_days": "办理时限（工作日）",
+    "group_minutes": "合并时间窗（分钟）", "truncated": "内容（已截断）",
 }
+# A key whose meaning depends on the action: a case's 回访 result, a report's published result.
+AUDIT_KEYS_BY_ACTION = {("case.", "result"): "回访结果"}
 
 
 def audit_action_label(action: str | None) -> str:
@@ -698,7 +703,7 @@ def audit_action_label(action: str | None) -> str:
     return AUDIT_ACTIONS.get(action or "", action or "—")
 
 
-def audit_detail(detail) -> str:
+def audit_detail(detail, action: str | None = None) -> str:
     """Template filter: an audit detail dict as ``键：值；…`` in Chinese (empty values left out)."""
     if not isinstance(detail, dict):
         return "" if detail is None else str(detail)
@@ -713,7 +718,9 @@ def audit_detail(detail) -> str:
             value = f"{get_registry().counties[value].name}（{value}）"
         elif isinstance(value, (dict, list)):
             value = json.dumps(value, ensure_ascii=False)
-        parts.append(f"{AUDIT_KEYS.get(key, key)}：{value}")
+        label = next((text for (prefix, name), text in AUDIT_KEYS_BY_ACTION.items()
+                      if name == key and (action or "").startswith(prefix)), None)
+        parts.append(f"{label or AUDIT_KEYS.get(key, key)}：{value}")
     return "；".join(parts) or "—"
 
 
