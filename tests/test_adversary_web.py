@@ -101,14 +101,18 @@ def site(tmp_path_factory):
     for username, (role, county) in USERS.items():
         center.manyi("user", "add", username, "--role", role, *(["--county", county] if county else []),
                      "--password-stdin", stdin=PASSWORD + "\n")
-    center.start()
-    nginx = Nginx(root / "nginx", center.port, certs / "server.crt", certs / "server.key").start()
-    site = type("Site", (), {})()
-    site.center, site.nginx, site.ca, site.root = center, nginx, certs / "ca.crt", root
-    site.browser = lambda source="127.0.0.2": Browser(nginx.port, site.ca, source)
-    yield site
-    nginx.stop()
-    center.stop()
+    nginx = None
+    try:                  # whatever fails to start, nothing is left running
+        center.start()
+        nginx = Nginx(root / "nginx", center.port, certs / "server.crt", certs / "server.key").start()
+        site = type("Site", (), {})()
+        site.center, site.nginx, site.ca, site.root = center, nginx, certs / "ca.crt", root
+        site.browser = lambda source="127.0.0.2": Browser(nginx.port, site.ca, source)
+        yield site
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        center.stop()
 
 
 def audit_rows(site, action: str) -> list[dict]:
