@@ -261,12 +261,11 @@ class DeadLetterLimiter:
 
     Per source (the topic's device) and per ``window`` seconds at most ``per_window``
     letters are stored; further ones, and exact repeats of a letter already stored in the
-    window, are counted instead. A retained message that is a dead letter is stored once
-    per process lifetime and, through :meth:`remember` at start-up, once across restarts: the broker
-    replays it on every reconnect. What was counted comes
-    back from :meth:`summaries` as one ``suppressed`` dead letter per source, at most once
-    per ``summary_every`` seconds, so nothing is dropped without a trace. Pure: the caller
-    passes the times.
+    window, are counted instead. A retained message that is a dead letter is stored once,
+    also across restarts (:meth:`remember` at start-up): the broker replays it on every
+    reconnect. What was counted comes back from :meth:`summaries` as one ``suppressed``
+    dead letter per source, at most once per ``summary_every`` seconds, so nothing is
+    dropped without a trace. Pure: the caller passes the times.
     """
 
     def __init__(self, per_window: int = 50, window: float = 3600.0, summary_every: float = 60.0,

@@ -535,7 +535,6 @@ def api_stream():
         response.status_code = 429
         response.headers["Retry-After"] = "10"
         return response
-    sealer = _sealer()
     stopping = resources().stopping
     released = threading.Event()
 
@@ -562,9 +561,9 @@ def api_stream():
                     for item in items:
                         cursor = item.cursor
                         if _visible_item(item, visible):
-                            data = feed_item(item, registry)
-                            data["cursor"] = sealed = sealer.seal(cursor)
-                            yield f"id: {sealed}\nevent: vote\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+                            data = _client_item(item, registry)
+                            yield (f"id: {data['cursor']}\nevent: vote\n"
+                                   f"data: {json.dumps(data, ensure_ascii=False)}\n\n")
                             last_sent = time.monotonic()
                     # Every 5 s: a client that went away is noticed at the next write, and its slot freed.
                     if time.monotonic() - last_sent > 5:
