@@ -36,7 +36,7 @@ test-faults: $(STAMP)
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m compileall -q manyi device collector analytics bench tests
+	$(PY) -m compileall -q manyi device collector analytics demo bench tests
 
 ## Benchmarks: print throughput, latency and memory against a baseline.
 bench: $(STAMP)

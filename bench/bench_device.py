@@ -131,7 +131,7 @@ def peak_rss():
 def bench_simulate(workdir: Path, votes: int, fleets: tuple[int, ...]) -> None:
     """Print simulator votes/s and peak RSS through a real mosquitto, per fleet size."""
     from device.simulate import run_simulation
-    from manyi.broker import Mosquitto
+    from demo.broker import Mosquitto
 
     sub_exe = shutil.which("mosquitto_sub")
     if sub_exe is None:

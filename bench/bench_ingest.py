@@ -348,7 +348,7 @@ class Row:
 
 
 def _broker(workdir: Path):
-    from manyi.broker import Mosquitto
+    from demo.broker import Mosquitto
 
     return Mosquitto(workdir, extra_config=list(BROKER_CONFIG))      # started by ``with``
 

@@ -416,7 +416,7 @@ def latencies(pressed: dict, records: list[dict], field: str = "t") -> list[floa
 
 def run(args, workdir: Path) -> dict:
     """Set up every process, press, observe, and print the figures."""
-    from manyi.broker import Mosquitto
+    from demo.broker import Mosquitto
 
     low, high = args.gap_ms[0] / 1000, args.gap_ms[1] / 1000
     if args.terminals * low <= 0.5 + 0.05:

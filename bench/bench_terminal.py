@@ -188,7 +188,7 @@ def outbox_counts(path: Path) -> dict:
 
 def run(seconds: float, warmup: float, rate: float, workdir: Path) -> dict:
     """Measure the three phases; print and return the figures."""
-    from manyi.broker import Mosquitto
+    from demo.broker import Mosquitto
 
     sub_exe = shutil.which("mosquitto_sub")
     if sub_exe is None:

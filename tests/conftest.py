@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from manyi.broker import Mosquitto, find_mosquitto
+from demo.broker import Mosquitto, find_mosquitto
 from manyi.clock import FakeClock
 
 # Each part keeps its shared fixtures in its own plugin module, so parts never edit the same file.

@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from manyi.broker import free_port
+from demo.broker import free_port
 from plugin_collector import ROOT, report_matrix, wait_until
 from plugin_deploy import DEPLOY
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from manyi.broker import free_port
+from demo.broker import free_port
 
 
 @dataclass

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from manyi.broker import Mosquitto, free_port, hash_password_file
+from demo.broker import Mosquitto, free_port, hash_password_file
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 TERMINALS = ("hz-371702001-w01", "hz-371702001-w02", "hz-371721101-w01")

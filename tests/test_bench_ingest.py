@@ -9,7 +9,7 @@ import pytest
 
 from bench.bench_ingest import main, make_votes
 from manyi import protocol
-from manyi.broker import find_mosquitto
+from demo.broker import find_mosquitto
 
 pytestmark = pytest.mark.skipif(not find_mosquitto(), reason="mosquitto is not installed")
 

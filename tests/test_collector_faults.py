@@ -47,7 +47,7 @@ def test_votes_wait_at_the_broker_while_an_influx_store_is_unreachable(broker, c
     collector with the same session gets every vote."""
     from collector.service import Collector
     from collector.stores.influx import InfluxStore
-    from manyi.broker import free_port
+    from demo.broker import free_port
 
     dead = InfluxStore(f"http://127.0.0.1:{free_port()}", "heze", "manyi", "token", timeout_ms=1000)
     failing = Collector(collector_settings, dead).start()

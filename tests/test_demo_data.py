@@ -1,4 +1,4 @@
-"""manyi.demo_data: reproducible simulated history that goes through the real store and imports."""
+"""demo.history: reproducible simulated history that goes through the real store and imports."""
 
 from datetime import datetime, timedelta
 
@@ -6,7 +6,7 @@ import pytest
 
 from analytics.db import CenterDB
 from collector.stores import FLAG_BURST, open_store
-from manyi import demo_data
+from demo import history as demo_data
 from manyi.periods import CHINA_TZ, Quarter
 from manyi.registry import heze_sample
 

@@ -6,7 +6,7 @@ import pytest
 
 from plugin_collector import wait_until
 
-from manyi.broker import Mosquitto
+from demo.broker import Mosquitto
 from manyi.protocol import Status, parse_status
 
 

@@ -5,7 +5,7 @@ MQTT 3.1.1 only, QoS 1, persistent sessions that queue while a client is away,
 retained messages, wills and '+' work; shared subscriptions do not; a message a
 subscriber has not acknowledged is not redelivered on reconnect; and a new
 connection would receive the retained messages matching ANY session's subscriptions,
-which manyi.embedded_broker.DemoBroker corrects.
+which demo.embedded_broker.DemoBroker corrects.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from manyi.broker import BrokerError, EmbeddedBroker, Mosquitto, find_mosquitto, start_local_broker
+from demo.broker import BrokerError, EmbeddedBroker, Mosquitto, find_mosquitto, start_local_broker
 
 
 @pytest.fixture(scope="module")

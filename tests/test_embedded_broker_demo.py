@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from manyi.broker import find_mosquitto
+from demo.broker import find_mosquitto
 from plugin_collector import count_stored
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def test_manyi_run_without_mosquitto_uses_the_embedded_broker_and_votes_flow(how
     run.wait_for_line(r"MQTT broker\s+amqtt at 127\.0\.0\.1:\d+, MQTT 3\.1\.1", timeout=1)
     run.remember_descendants()
     names = " ".join(run.descendants.values())
-    assert "manyi.embedded_broker" in names and "mosquitto" not in names, names
+    assert "demo.embedded_broker" in names and "mosquitto" not in names, names
 
     seeded = json.loads((workdir / "seeded.json").read_text())["votes"]
     deadline = time.monotonic() + 25

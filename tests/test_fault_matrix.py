@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from manyi import protocol
-from manyi.broker import Mosquitto
+from demo.broker import Mosquitto
 from plugin_collector import ROOT, Publisher, stats_json, wait_until
 from plugin_faults import (
     Collector, Gate, Recovery, Simulator, check, count_votes, outboxes, pressed_votes, store_counters,

@@ -120,7 +120,7 @@ def test_import_uses_the_active_registry(heze_dir, tmp_path, capsys):
 
 
 def test_cli_module_and_registry_import_only_the_standard_library():
-    code = ("import sys, analytics.cli, manyi.registry, manyi.sample; "
+    code = ("import sys, analytics.cli, manyi.registry, demo.sample; "
             "heavy = [m for m in ('pandas', 'openpyxl', 'flask', 'plotly', 'numpy') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -12,7 +12,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from manyi import protocol
-from manyi.broker import EmbeddedBroker, Mosquitto
+from demo.broker import EmbeddedBroker, Mosquitto
 from manyi.exc import ConfigError
 from plugin_collector import CollectorProcess, count_stored, make_vote, stream_of_votes, wait_until
 

@@ -13,7 +13,7 @@ from device.config import TerminalSettings
 from device.outbox import Outbox
 from device.publisher import Publisher
 from device.simulate import run_simulation
-from manyi.broker import EmbeddedBroker
+from demo.broker import EmbeddedBroker
 from manyi.exc import ConfigError
 from manyi.protocol import config_topic, status_topic
 from plugin_collector import wait_until

@@ -6,7 +6,7 @@ import csv
 import json
 
 from manyi.registry import COUNTIES_GEOJSON, HEZE_TOWNSHIPS_CSV, SAMPLE_DIR, Registry
-from manyi.sample import build_heze_sample, load_polygons, point_in_polygons
+from demo.sample import build_heze_sample, load_polygons, point_in_polygons
 
 
 def test_sample_has_the_real_units(heze):

@@ -32,7 +32,7 @@ from collector.config import CollectorSettings
 from collector.service import Collector
 from collector.stores.sqlite import SQLiteStore
 from manyi import protocol
-from manyi.broker import Mosquitto, free_port
+from demo.broker import Mosquitto, free_port
 from manyi.protocol import (STATUS_SUBSCRIPTION, VOTES_SHARED_SUBSCRIPTION, VOTES_SUBSCRIPTION, config_topic,
                             status_topic, vote_topic)
 

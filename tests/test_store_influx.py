@@ -15,7 +15,7 @@ from collector.stores.influx import (
     InfluxStore, counts_flux, dead_letter_point, existing_flux, feed_flux, flux_string, gaps_flux, rfc3339,
     settings_from_url, status_point, vote_point, vote_time_ns,
 )
-from manyi.broker import free_port
+from demo.broker import free_port
 from manyi.exc import ConfigError, StoreError
 
 T = datetime(2026, 11, 23, 1, 29, 58, 500000, tzinfo=timezone.utc)

@@ -119,7 +119,7 @@ def test_manyi_serve_runs_waitress_with_a_kept_secret(tmp_path):
     import sys
     import urllib.request
 
-    from manyi.broker import free_port, wait_for_port
+    from demo.broker import free_port, wait_for_port
     port = free_port()
     db = tmp_path / "var" / "center.db"
     proc = subprocess.Popen([sys.executable, "-m", "manyi", "serve", "--store", f"sqlite:///{tmp_path / 'v.db'}",

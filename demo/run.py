@@ -1,17 +1,17 @@
 """``manyi run`` and ``manyi demo``: the whole system on one machine, no root, no services.
 
 ``manyi run`` starts, each as a child process in its own process group with its log
-under ``WORKDIR/logs/``: an MQTT broker (``manyi.broker.start_local_broker``: mosquitto
+under ``WORKDIR/logs/``: an MQTT broker (``demo.broker.start_local_broker``: mosquitto
 with persistence in the workdir when it is installed, otherwise the embedded
 pure-Python amqtt broker, MQTT 3.1.1, demo only; ``--broker`` chooses), the collector with the SQLite store (``WORKDIR/votes.db``), a simulated Heze
 (``manyi simulate --devices``: every terminal of the sample registry, the real terminal
 code on mock pins) and the control center (``manyi serve``, waitress) with an admin
 account whose random password is kept in ``WORKDIR/admin-password.txt``.
 
-On the first run the workdir is seeded with SIMULATED history (manyi.demo_data, fixed
+On the first run the workdir is seeded with SIMULATED history (demo.history, fixed
 seed): past quarters of votes written through the store interface, a 12333 survey and
 composite scores imported through the control center's imports, a simulated follow-up
-history of the last 30 days' 不满意督办 cases (manyi.demo_data.seed_followup), and each
+history of the last 30 days' 不满意督办 cases (demo.history.seed_followup), and each
 simulated terminal's outbox seq set after its history, so live votes continue the same seqs.
 Running again continues the same city (nothing is seeded twice). Ctrl-C (SIGINT) or
 SIGTERM stops the simulator, the center, the collector and the broker in that order:
@@ -130,7 +130,7 @@ def manyi_argv(*args: str) -> list[str]:
 
 def wait_for_child(child: Child, ready, timeout: float, what: str, interval: float = 0.1) -> None:
     """Poll ``ready()`` until true; raise ManyiError (with the child's log) if it dies or time runs out."""
-    from .exc import ManyiError
+    from manyi.exc import ManyiError
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -183,7 +183,7 @@ def admin_password(workdir: Path, db: Path, log: Path) -> str:
                                            "--db", str(db)), input=(password + "\n").encode(), stdout=out,
                                 stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        from .exc import ManyiError
+        from manyi.exc import ManyiError
         raise ManyiError(f"could not create the demo admin account; see {log}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -216,29 +216,29 @@ def seed(workdir: Path, registry, props: dict[str, float], args, say) -> dict:
     from analytics.db import CenterDB
     from collector.stores import open_store
 
-    from . import demo_data
-    from .periods import CHINA_TZ, local_midnight
+    from demo import history
+    from manyi.periods import CHINA_TZ, local_midnight
 
     now = datetime.now(timezone.utc)
-    quarters = demo_data.history_quarters(now, args.history_quarters)
+    quarters = history.history_quarters(now, args.history_quarters)
     until = local_midnight(now.astimezone(CHINA_TZ).date())
-    say(f"seeding SIMULATED history ({demo_data.SIMULATED_NOTE}): votes {quarters[0]} .. {until.date()}, "
+    say(f"seeding SIMULATED history ({history.SIMULATED_NOTE}): votes {quarters[0]} .. {until.date()}, "
         f"12333 survey and composite scores {quarters[0]} .. {quarters[-1]} ...")
     started = time.monotonic()
     with open_store(f"sqlite:///{workdir / 'votes.db'}") as store:
-        votes = demo_data.seed_votes(store, props, quarters[0].start, until,
+        votes = history.seed_votes(store, props, quarters[0].start, until,
                                      votes_per_day=args.history_votes_per_day)
     set_outbox_seqs(workdir / "terminals", votes.last_seq)
     db = CenterDB(workdir / "center.db")
     try:
-        reports = demo_data.seed_center(db, registry, props, quarters, now=now)
+        reports = history.seed_center(db, registry, props, quarters, now=now)
         with open_store(f"sqlite:///{workdir / 'votes.db'}") as store:
-            published = demo_data.publish_past_quarters(store, registry, db, quarters, now=now)
-            followup = demo_data.seed_followup(store, db, registry, now)
+            published = history.publish_past_quarters(store, registry, db, quarters, now=now)
+            followup = history.seed_followup(store, db, registry, now)
     finally:
         db.close()
     info = {
-        "simulated": True, "note": demo_data.SIMULATED_NOTE, "seed": demo_data.SEED, "seeded_at": now.isoformat(),
+        "simulated": True, "note": history.SIMULATED_NOTE, "seed": history.SEED, "seeded_at": now.isoformat(),
         "quarters": [str(q) for q in quarters], "votes": votes.votes, "burst_votes": votes.burst_votes,
         "terminals": len(votes.last_seq), "imports": [r.summary() for r in reports], "published_results": published,
         "followup": asdict(followup),
@@ -264,9 +264,9 @@ def cmd_run(args) -> int:
     import fcntl
 
     from .broker import BrokerError, amqtt_available, find_mosquitto, free_port, start_local_broker
-    from .exc import ManyiError
-    from .registry import heze_sample
-    from . import demo_data
+    from manyi.exc import ManyiError
+    from manyi.registry import heze_sample
+    from demo import history
 
     def say(text: str) -> None:
         print(f"manyi {args.command}: {text}", flush=True)
@@ -290,10 +290,10 @@ def cmd_run(args) -> int:
     # Seeding runs before any child exists: Ctrl-C simply interrupts it (KeyboardInterrupt),
     # and the next run starts the seeding over because the marker file was not written.
     registry = heze_sample()
-    props = demo_data.propensities(registry)
+    props = history.propensities(registry)
     if args.terminals:
         props = dict(sorted(props.items())[: args.terminals])
-    devices = demo_data.write_devices_file(workdir / "devices.txt", props)
+    devices = history.write_devices_file(workdir / "devices.txt", props)
     marker = workdir / MARKER
     if not marker.exists():
         _reset_partial(workdir)

@@ -32,9 +32,9 @@ from typing import Callable, Iterator
 
 from device.simulate import pick_rating
 
-from .periods import CHINA_TZ, Quarter
-from .protocol import BASIC, SATISFIED, UNSATISFIED, format_timestamp
-from .registry import DEFAULT_OPENING_HOURS, OpeningHours
+from manyi.periods import CHINA_TZ, Quarter
+from manyi.protocol import BASIC, SATISFIED, UNSATISFIED, format_timestamp
+from manyi.registry import DEFAULT_OPENING_HOURS, OpeningHours
 
 SEED = 20261122
 SIMULATED_NOTE = "模拟数据（演示用）"

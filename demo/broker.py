@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from .exc import ManyiError
+from manyi.exc import ManyiError
 
 
 class BrokerError(ManyiError, RuntimeError):
@@ -230,13 +230,13 @@ class EmbeddedBroker(_ChildBroker):
     mqtt_version: ClassVar[str] = "3.1.1"
 
     def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
-        """Start ``python -m manyi.embedded_broker`` and wait until it reports that it listens."""
+        """Start ``python -m demo.embedded_broker`` and wait until it reports that it listens."""
         if not amqtt_available():
             raise BrokerError("the embedded broker needs the Python package amqtt (pip install amqtt)")
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "manyi.embedded_broker", "--host", self.host, "--port", str(self.port)],
+                [sys.executable, "-m", "demo.embedded_broker", "--host", self.host, "--port", str(self.port)],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,6 +1,6 @@
 """An embedded pure-Python MQTT 3.1.1 broker (amqtt) for ``manyi run`` when mosquitto is missing.
 
-DEMO ONLY. ``python -m manyi.embedded_broker --port P`` runs amqtt on 127.0.0.1:P in
+DEMO ONLY. ``python -m demo.embedded_broker --port P`` runs amqtt on 127.0.0.1:P in
 this process until SIGTERM/SIGINT. amqtt speaks MQTT 3.1.1 only (no reason codes, no
 session expiry), keeps sessions and queued messages in memory only (a restart
 loses them) and has no ACL in this configuration: production uses mosquitto with
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from amqtt.broker import Broker
 from amqtt.plugins.base import BaseAuthPlugin
 
-log = logging.getLogger("manyi.embedded_broker")
+log = logging.getLogger("demo.embedded_broker")
 
 
 class OpenAuthPlugin(BaseAuthPlugin):
@@ -59,7 +59,7 @@ def broker_config(host: str, port: int) -> dict:
     """amqtt's configuration: one TCP listener, open authentication, no $SYS topics."""
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-        "plugins": {"manyi.embedded_broker.OpenAuthPlugin": {}},
+        "plugins": {"demo.embedded_broker.OpenAuthPlugin": {}},
     }
 
 
@@ -77,8 +77,8 @@ async def serve(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m manyi.embedded_broker --port P [--host H]``."""
-    parser = argparse.ArgumentParser(prog="python -m manyi.embedded_broker", description=__doc__.splitlines()[0])
+    """Command line: ``python -m demo.embedded_broker --port P [--host H]``."""
+    parser = argparse.ArgumentParser(prog="python -m demo.embedded_broker", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--debug", action="store_true", help="log every packet")
