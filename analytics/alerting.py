@@ -25,7 +25,7 @@ from collector.stores.base import FLAG_TEST
 from manyi.exc import ManyiError
 from manyi.periods import day_bounds, to_local
 
-from .db import in_clause
+from .center import in_clause
 from .stats import satisfaction_rate
 
 KINDS = {"burst": "短时集中不满意", "low_rate": "日满意率偏低"}

@@ -67,7 +67,7 @@ def _db_path(args) -> Path:
 
 
 def _open_db(args):
-    from analytics.db import CenterDB
+    from analytics.center import CenterDB
 
     return CenterDB(_db_path(args))
 
@@ -88,7 +88,8 @@ def cmd_registry_validate(args) -> int:
 
 def cmd_registry_import(args) -> int:
     """manyi registry import DIR --db PATH"""
-    from manyi.registry import Registry, store_active
+    from manyi.registry import Registry
+    from analytics.center.registry import store_active
 
     registry = Registry.load(args.directory)
     db = _open_db(args)
@@ -104,7 +105,8 @@ def cmd_registry_import(args) -> int:
 
 def cmd_registry_export(args) -> int:
     """manyi registry export --out DIR"""
-    from manyi.registry import heze_sample, load_active
+    from manyi.registry import heze_sample
+    from analytics.center.registry import load_active
 
     registry = None
     if not args.sample:
@@ -123,7 +125,8 @@ def cmd_registry_export(args) -> int:
 
 def resolve_registry(args, db):
     """--registry DIR, else the db's active registry, else the Heze sample (with a warning)."""
-    from manyi.registry import Registry, heze_sample, load_active
+    from manyi.registry import Registry, heze_sample
+    from analytics.center.registry import load_active
 
     if getattr(args, "registry", None):
         return Registry.load(args.registry)
@@ -168,8 +171,8 @@ def cmd_import(args) -> int:
     nothing imported (or every row rejected with --partial), 2 file unreadable."""
     from manyi.periods import Quarter
 
-    from analytics.scores import import_scores
-    from analytics.survey import import_survey
+    from analytics.imports.scores import import_scores
+    from analytics.imports.survey import import_survey
 
     try:
         quarter = Quarter.parse(args.quarter)
@@ -203,8 +206,8 @@ def cmd_import(args) -> int:
 
 def cmd_template(args) -> int:
     """manyi survey|scores template --out FILE"""
-    from analytics.scores import scores_template
-    from analytics.survey import survey_template
+    from analytics.imports.scores import scores_template
+    from analytics.imports.survey import survey_template
 
     fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "xlsx")
     data = survey_template(fmt) if args.kind == "survey" else scores_template(fmt)

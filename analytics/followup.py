@@ -27,7 +27,7 @@ from collector.stores.base import FLAG_TEST
 from manyi.exc import ManyiError
 from manyi.periods import local_midnight, to_local
 
-from .db import in_clause
+from .center import in_clause
 
 UNSATISFIED = "unsatisfied"
 STATUS_OPEN, STATUS_ASSIGNED, STATUS_CLOSED = "open", "assigned", "closed"

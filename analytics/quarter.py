@@ -47,7 +47,11 @@ from manyi import __version__
 from manyi.exc import ManyiError
 from manyi.periods import Quarter
 
-from .db import CenterDB
+from .center import CenterDB, results
+from .model.attribution import roster_frame, utc as _utc
+from .votes import attributed_counts
+from .imports.scores import base_scores
+from .imports.survey import survey_counts
 from .model import REPORTED_COLUMNS, Params, evaluate, score_reported, triangulate
 
 RATING_COLUMNS = {"satisfied": "S", "basic": "B", "unsatisfied": "U"}
@@ -63,37 +67,6 @@ STAFF_TABLE = "staff"
 STAFF_IDS = ["staff_id", "name", "windows", "window_id", "hall_id", "hall_name", "township_code", "county_code"]
 STAFF_COLUMNS = STAFF_IDS + REPORTED_COLUMNS
 UNSTAFFED = "未排班"
-_FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS quarter_results (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    quarter TEXT NOT NULL,            -- e.g. 2026Q3
-    params TEXT NOT NULL,             -- JSON of model.Params, sorted keys
-    fingerprint TEXT NOT NULL,        -- sha256 of the figures (all tables)
-    computed_at TEXT NOT NULL,        -- ISO 8601 UTC
-    published_at TEXT NOT NULL,
-    version TEXT NOT NULL,            -- manyi software version
-    summary TEXT NOT NULL,            -- JSON: mu_T, mu_P, lam, y_ref, notes, input_counts, sample
-    UNIQUE (quarter, params, fingerprint)
-);
-CREATE TABLE IF NOT EXISTS quarter_tables (
-    result_id INTEGER NOT NULL REFERENCES quarter_results(id),
-    name TEXT NOT NULL,               -- counties | townships | halls | windows | triangulation | staff
-    data TEXT NOT NULL,               -- JSON {columns, dtypes, data}; floats exact (repr)
-    PRIMARY KEY (result_id, name)
-);
-CREATE TABLE IF NOT EXISTS quarter_inputs (
-    result_id INTEGER NOT NULL REFERENCES quarter_results(id),
-    level TEXT NOT NULL,              -- county | township
-    code TEXT NOT NULL,
-    S_T INTEGER NOT NULL, B_T INTEGER NOT NULL, U_T INTEGER NOT NULL, excluded_T INTEGER NOT NULL,
-    S_P INTEGER NOT NULL, B_P INTEGER NOT NULL, U_P INTEGER NOT NULL,
-    G REAL,
-    PRIMARY KEY (result_id, level, code)
-);
-"""
-
 
 class ResultNotFound(ManyiError, LookupError):
     """No published quarterly result with that id."""
@@ -143,38 +116,6 @@ class QuarterResult:
 
 # --- gathering the inputs -----------------------------------------------------------------
 
-def _utc(moment) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _utc_column(moments) -> pd.Series:
-    """Aware (or naive = UTC) datetimes, None = open end, as one datetime64[us, UTC] column."""
-    stamps = {}
-    for moment in set(moments):     # few distinct instants: convert each once
-        stamps[moment] = _utc(moment) if moment is not None else _FAR_FUTURE
-    return pd.Series([stamps[m] for m in moments], dtype="datetime64[us, UTC]")
-
-
-def assignment_frame(registry) -> pd.DataFrame:
-    """The registry's assignment history: device, window_id, valid_from, valid_to (UTC; open end = far future)."""
-    rows = registry.assignments
-    return pd.DataFrame({"device": pd.Series([a.device for a in rows], dtype=object),
-                         "window_id": pd.Series([a.window_id for a in rows], dtype=object),
-                         "valid_from": _utc_column([a.valid_from for a in rows]),
-                         "valid_to": _utc_column([a.valid_to for a in rows])})
-
-
-def roster_frame(registry) -> pd.DataFrame:
-    """The duty roster: window_id, staff_id, staff_name, valid_from, valid_to (UTC; open end = far future)."""
-    rows = getattr(registry, "roster", [])
-    return pd.DataFrame({"window_id": pd.Series([r.window_id for r in rows], dtype=object),
-                         "staff_id": pd.Series([r.staff_id for r in rows], dtype=object),
-                         "staff_name": pd.Series([r.staff_name for r in rows], dtype=object),
-                         "valid_from": _utc_column([r.valid_from for r in rows]),
-                         "valid_to": _utc_column([r.valid_to for r in rows])})
-
-
 def empty_staff() -> pd.DataFrame:
     """The staff table of a result without a roster: no rows, the staff table's columns."""
     frame = pd.DataFrame({c: pd.Series(dtype="str") for c in STAFF_IDS})
@@ -184,168 +125,62 @@ def empty_staff() -> pd.DataFrame:
     return frame
 
 
-def _shift_windows(roster: pd.DataFrame, s_utc, e_utc) -> list[str]:
-    """Windows whose roster changes inside the quarter at a time that is not China midnight."""
-    if not len(roster):
-        return []
-    times = pd.concat([roster[["window_id", "valid_from"]].rename(columns={"valid_from": "t"}),
-                       roster[["window_id", "valid_to"]].rename(columns={"valid_to": "t"})])
-    times = times[(times["t"] > s_utc) & (times["t"] < e_utc)]
-    local = times["t"].dt.tz_convert("Asia/Shanghai")
-    return sorted(set(times.loc[local != local.dt.normalize(), "window_id"]))
-
-
-def _roster_change_windows(roster: pd.DataFrame, s_utc, e_utc) -> list[str]:
-    """Windows whose roster changes inside the quarter (at any time)."""
-    if not len(roster):
-        return []
-    inside = lambda col: (roster[col] > s_utc) & (roster[col] < e_utc)  # noqa: E731
-    return sorted(set(roster.loc[inside("valid_from") | inside("valid_to"), "window_id"]))
-
-
-def _totals_frame(rows, at) -> pd.DataFrame:
-    """Period totals (device, rating, kept, excluded) as count rows stamped at ``at``."""
-    frame = pd.DataFrame.from_records(rows, columns=["device", "rating", "count", "excluded"])
-    frame.insert(1, "at", pd.Series(at, index=frame.index, dtype="datetime64[us, UTC]"))
-    frame["count"] = frame["count"].astype("int64")
-    frame["excluded"] = frame["excluded"].astype("int64")
-    return frame
-
-
-def _rows_frame(rows) -> pd.DataFrame:
-    frame = pd.DataFrame([(r.device, r.bucket, r.rating, r.count, r.excluded) for r in rows],
-                         columns=["device", "at", "rating", "count", "excluded"])
-    frame["at"] = pd.to_datetime(frame["at"], utc=True).astype("datetime64[us, UTC]")
-    frame["count"] = frame["count"].astype("int64")
-    frame["excluded"] = frame["excluded"].astype("int64")
-    return frame
-
-
-def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict, list[str]]:
-    """Vote counts per window of the quarter: (frame window_id, S_T, B_T, U_T, excluded_T; input counts; notes)."""
-    start, end = quarter.start, quarter.end
-    s_utc, e_utc = _utc(start), _utc(end)
-    assign = assignment_frame(registry)
-    inside = lambda col: (assign[col] > s_utc) & (assign[col] < e_utc)  # noqa: E731
-    moved = assign.loc[inside("valid_from") | inside("valid_to")]
-    roster = roster_frame(registry)
-    # Terminals of windows with intraday shifts are read in hour buckets too, like moved ones.
-    shift_windows = _shift_windows(roster, s_utc, e_utc)
-    during = (assign["valid_from"] < e_utc) & (assign["valid_to"] > s_utc) & assign["window_id"].isin(shift_windows)
-    shift_devices = set(assign.loc[during, "device"]) - set(moved["device"])
-    movers = sorted(set(moved["device"]) | shift_devices)
-
-    totals = getattr(store, "totals", None)
-    if callable(totals):
-        # Stores with period totals (SQLiteStore): one row per terminal and rating for the whole
-        # quarter, stamped at its start, for every terminal whose window and staff stay the same
-        # all quarter; day buckets for the terminals of windows whose staff changes at midnight.
-        staffed = _roster_change_windows(roster, s_utc, e_utc)
-        during_staffed = (assign["valid_from"] < e_utc) & (assign["valid_to"] > s_utc) & assign["window_id"].isin(staffed)
-        daily = sorted(set(assign.loc[during_staffed, "device"]) - set(movers))
-        day = _totals_frame(totals(start, end), s_utc)
-        day = day[~day["device"].isin(movers) & ~day["device"].isin(daily)]
-        if daily:
-            day = pd.concat([day, _rows_frame(store.counts(start, end, "day", devices=daily))], ignore_index=True)
-    else:
-        day = _rows_frame(store.counts(start, end, "day"))
-        day = day[~day["device"].isin(movers)]
-    parts = [day]
-    n_rows = len(day)
-    raw_votes = 0
-    if movers:
-        hour = _rows_frame(store.counts(start, end, "hour", devices=movers))
-        n_rows += len(hour)
-        # Hours that contain a move not on the hour: use that terminal's raw votes of that hour.
-        cuts = pd.concat([moved[["device", "valid_from"]].rename(columns={"valid_from": "t"}),
-                          moved[["device", "valid_to"]].rename(columns={"valid_to": "t"})])
-        cuts = cuts[(cuts["t"] > s_utc) & (cuts["t"] < e_utc)]
-        cuts = cuts.assign(hour=cuts["t"].dt.floor("h"))
-        cuts = cuts[cuts["t"] != cuts["hour"]].drop_duplicates(["device", "hour"])
-        if len(cuts):
-            key = pd.MultiIndex.from_frame(hour[["device", "at"]])
-            drop = key.isin(pd.MultiIndex.from_arrays([cuts["device"], cuts["hour"]]))
-            hour = hour[~drop]
-            exact = []
-            for device, h in zip(cuts["device"], cuts["hour"]):
-                for vote in store.votes(h.to_pydatetime(), (h + pd.Timedelta(hours=1)).to_pydatetime(), devices=[device]):
-                    exact.append((vote.device, vote.time, vote.rating, 0 if vote.excluded else 1, int(vote.excluded)))
-            raw_votes = len(exact)
-            if exact:
-                extra = pd.DataFrame(exact, columns=["device", "at", "rating", "count", "excluded"])
-                extra["at"] = pd.to_datetime(extra["at"], utc=True).astype("datetime64[us, UTC]")
-                parts.append(extra)
-        parts.append(hour)
-    rows = pd.concat(parts, ignore_index=True)
-    notes: list[str] = []
-
-    # Attribute each row to the assignment valid at its time.
-    rows["rid"] = np.arange(len(rows))
-    joined = rows.merge(assign, on="device", how="left")
-    hit = joined["window_id"].notna() & (joined["valid_from"] <= joined["at"]) & (joined["at"] < joined["valid_to"])
-    attributed = joined[hit]
-    if attributed["rid"].duplicated().any():  # overlapping assignments: count the vote once, say so
-        twice = sorted(set(attributed.loc[attributed["rid"].duplicated(), "device"]))
-        notes.append(f"终端 {'、'.join(twice[:10])} 的窗口分配时段重叠：重叠时段的票只计入最早的分配。")
-        attributed = attributed.sort_values(["rid", "valid_from"]).drop_duplicates("rid")
-    # A row with no valid assignment: its votes are unregistered (reported, not scored).
-    orphan = rows[~rows["rid"].isin(attributed["rid"])]
-    unregistered = int(orphan["count"].sum() + orphan["excluded"].sum())
-    if unregistered:
-        devices = sorted(set(orphan["device"]))
-        shown = "、".join(devices[:10]) + (" 等" if len(devices) > 10 else "")
-        notes.append(f"{unregistered} 票来自当时未登记到窗口的终端（{len(devices)} 台：{shown}），未计入任何单位。")
-
-    unknown = ~attributed["rating"].isin(list(RATING_COLUMNS))
+def _wide(rows: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Count rows summed per ``key``: key, S_T, B_T, U_T, excluded_T."""
+    unknown = ~rows["rating"].isin(list(RATING_COLUMNS))
     if unknown.any():
-        raise ManyiError(f"vote store returned unknown ratings {sorted(set(attributed.loc[unknown, 'rating']))}")
-    wide = attributed.pivot_table(index="window_id", columns="rating", values="count", aggfunc="sum", fill_value=0)
+        raise ManyiError(f"vote store returned unknown ratings {sorted(set(rows.loc[unknown, 'rating']))}")
+    wide = rows.pivot_table(index=key, columns="rating", values="count", aggfunc="sum", fill_value=0)
     wide = wide.reindex(columns=list(RATING_COLUMNS), fill_value=0).rename(columns=lambda r: RATING_COLUMNS[r] + "_T")
-    wide["excluded_T"] = attributed.groupby("window_id")["excluded"].sum()
+    wide["excluded_T"] = rows.groupby(key)["excluded"].sum()
     wide = wide.fillna(0).astype("int64").reset_index()
     wide.columns.name = None
-    per_staff, unstaffed = _staff_counts(attributed, roster)
-    if len(roster) and unstaffed["votes"]:
-        windows = unstaffed["windows"]
-        shown = "、".join(windows[:10]) + (" 等" if len(windows) > 10 else "")
-        notes.append(f"{unstaffed['votes']} 票投票时所在窗口无人排班（{UNSTAFFED}，{len(windows)} 个窗口：{shown}），"
-                     "计入窗口及以上单位，未计入任何人员。")
+    return wide
+
+
+def _shown(items: list[str]) -> str:
+    return "、".join(items[:10]) + (" 等" if len(items) > 10 else "")
+
+
+def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict, list[str], pd.DataFrame]:
+    """Vote counts of the quarter through the one attribution (analytics.votes): (per window
+    window_id, S_T, B_T, U_T, excluded_T; input counts; notes; per staff member on duty)."""
+    staffed = len(getattr(registry, "roster", [])) > 0
+    got = attributed_counts(store, registry, quarter.start, quarter.end, grain="total", staff=staffed)
+    rows, attributed, notes = pd.concat([got.rows, got.orphans], ignore_index=True), got.rows, []
+    if got.overlaps:
+        notes.append(f"终端 {'、'.join(got.overlaps[:10])} 的窗口分配时段重叠：重叠时段的票只计入最早的分配。")
+    unregistered = int(got.orphans["count"].sum() + got.orphans["excluded"].sum())
+    if unregistered:
+        devices = sorted(set(got.orphans["device"]))
+        notes.append(f"{unregistered} 票来自当时未登记到窗口的终端（{len(devices)} 台：{_shown(devices)}），未计入任何单位。")
+    wide = _wide(attributed, "window_id")
+    per_staff = pd.DataFrame(columns=["staff_id", "S_T", "B_T", "U_T", "excluded_T"])
+    unstaffed_votes = 0
+    if staffed:
+        per_staff = _wide(got.staffed, "staff_id") if len(got.staffed) else per_staff
+        nobody = got.unstaffed
+        unstaffed_votes = int(nobody["count"].sum() + nobody["excluded"].sum())
+        if unstaffed_votes:
+            windows = sorted(set(nobody.loc[(nobody["count"] + nobody["excluded"]) > 0, "window_id"]))
+            notes.append(f"{unstaffed_votes} 票投票时所在窗口无人排班（{UNSTAFFED}，{len(windows)} 个窗口：{_shown(windows)}），"
+                         "计入窗口及以上单位，未计入任何人员。")
+    totals = callable(getattr(store, "totals", None))
     info = {
         "votes": int(rows["count"].sum()),
         "excluded": int(rows["excluded"].sum()),
         "unregistered_votes": unregistered,
-        "count_rows": n_rows,
-        "moved_terminals": len(set(moved["device"])),
-        "raw_votes_read": raw_votes,
-        "buckets": ("按季度合计（季度内移动过的终端按小时，移动所在小时逐票）" if callable(totals)
+        "count_rows": got.info["count_rows"],
+        "moved_terminals": got.info["moved_terminals"],
+        "raw_votes_read": got.info["raw_votes_read"],
+        "buckets": ("按季度合计（季度内移动过的终端按小时，移动所在小时逐票）" if totals
                     else "按日（季度内移动过的终端按小时，移动所在小时逐票）"),
     }
-    if len(roster):
-        info.update(shift_terminals=len(shift_devices), unstaffed_votes=unstaffed["votes"])
-        info["buckets"] = (("按季度合计（换班窗口的终端按日；" if callable(totals) else "按日（")
+    if staffed:
+        info.update(shift_terminals=got.info["shift_terminals"], unstaffed_votes=unstaffed_votes)
+        info["buckets"] = (("按季度合计（换班窗口的终端按日；" if totals else "按日（")
                            + "季度内移动过的终端及有日内换班窗口的终端按小时，移动所在小时逐票；换班按整点归属）")
     return wide, info, notes, per_staff
-
-
-def _staff_counts(attributed: pd.DataFrame, roster: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Counts per staff member on duty (staff_id, S_T, B_T, U_T, excluded_T) and the 未排班 votes."""
-    cols = ["S_T", "B_T", "U_T", "excluded_T"]
-    if not len(roster):
-        return pd.DataFrame(columns=["staff_id"] + cols), {"votes": 0, "windows": []}
-    joined = attributed[["rid", "window_id", "at", "rating", "count", "excluded"]].merge(
-        roster[["window_id", "staff_id", "valid_from", "valid_to"]], on="window_id", how="left")
-    hit = joined["staff_id"].notna() & (joined["valid_from"] <= joined["at"]) & (joined["at"] < joined["valid_to"])
-    # Overlapping roster entries (rejected when a registry is loaded): the earliest entry counts.
-    on_duty = joined[hit].sort_values(["rid", "valid_from"]).drop_duplicates("rid")
-    nobody = attributed[~attributed["rid"].isin(on_duty["rid"])]
-    unstaffed = {"votes": int(nobody["count"].sum() + nobody["excluded"].sum()),
-                 "windows": sorted(set(nobody.loc[(nobody["count"] + nobody["excluded"]) > 0, "window_id"]))}
-    wide = on_duty.pivot_table(index="staff_id", columns="rating", values="count", aggfunc="sum", fill_value=0)
-    wide = wide.reindex(columns=list(RATING_COLUMNS), fill_value=0).rename(columns=lambda r: RATING_COLUMNS[r] + "_T")
-    wide["excluded_T"] = on_duty.groupby("staff_id")["excluded"].sum()
-    wide = wide.fillna(0).astype("int64").reset_index()
-    wide.columns.name = None
-    return wide, unstaffed
 
 
 def staff_frame(registry, quarter: Quarter, per_staff: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
@@ -416,26 +251,6 @@ def with_transactions(windows: pd.DataFrame, transactions: dict[str, int]) -> pd
     return windows
 
 
-def _load_survey(db, quarter):
-    try:
-        from .survey import survey_counts
-    except ModuleNotFoundError as exc:  # the import part is not installed
-        if exc.name != "analytics.survey":
-            raise
-        return pd.DataFrame(columns=["level", "code", "rating", "n"])
-    return survey_counts(db, quarter)
-
-
-def _load_scores(db, quarter):
-    try:
-        from .scores import base_scores
-    except ModuleNotFoundError as exc:
-        if exc.name != "analytics.scores":
-            raise
-        return pd.DataFrame(columns=["level", "code", "score"])
-    return base_scores(db, quarter)
-
-
 def phone_counts(survey: pd.DataFrame, townships: pd.DataFrame, counties: pd.DataFrame):
     """Phone answers per county and per township, plus (answers, unmatched answers, notes).
 
@@ -490,7 +305,7 @@ def compute_quarter(store, registry, db: CenterDB | None, quarter: Quarter | str
     """Compute a quarter from the vote store's counts, the registry, the survey and the base scores.
 
     ``survey`` (level, code, rating, n) and ``scores`` (level, code, score) default to the
-    center database's imports (analytics.survey / analytics.scores); pass frames to try
+    center database's imports (analytics.imports.survey / analytics.imports.scores); pass frames to try
     figures without importing. ``now`` is the computation time (default: the system clock).
     """
     quarter = Quarter.parse(quarter) if isinstance(quarter, str) else quarter
@@ -514,12 +329,12 @@ def compute_quarter(store, registry, db: CenterDB | None, quarter: Quarter | str
         notes.append(f"{lost} 票所在窗口的服务大厅未归属任何已登记乡镇/县区，未计入县区与乡镇得分。")
 
     if survey is None:
-        survey = _load_survey(db, quarter) if db is not None else None
+        survey = survey_counts(db, quarter) if db is not None else None
     county_P, town_P, answers, unmatched, survey_notes = phone_counts(survey, units["townships"], units["counties"])
     notes += survey_notes
 
     if scores is None:
-        scores = _load_scores(db, quarter) if db is not None else pd.DataFrame(columns=["level", "code", "score"])
+        scores = base_scores(db, quarter) if db is not None else pd.DataFrame(columns=["level", "code", "score"])
     scores = scores.copy()
     scores["code"] = scores["code"].astype(str)
     G = {level: dict(zip(rows["code"], pd.to_numeric(rows["score"]).astype(float)))
@@ -585,7 +400,6 @@ def publish(db: CenterDB, result: QuarterResult, *, now: datetime | None = None)
     The look-up of an identical result and the insert are one write transaction (BEGIN
     IMMEDIATE), so two processes publishing the same figures at once get the same id.
     """
-    db.ensure(SCHEMA)
     params = _params_json(result.params)
     fingerprint = result.fingerprint()
     published_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
@@ -593,44 +407,24 @@ def publish(db: CenterDB, result: QuarterResult, *, now: datetime | None = None)
                           "y_ref": _num(result.y_ref), "notes": result.notes, "input_counts": result.input_counts,
                           "sample": bool(result.sample)},
                          ensure_ascii=False, sort_keys=True)
-    with db.transaction() as conn:
-        existing = conn.execute("SELECT id, published_at FROM quarter_results"
-                                " WHERE quarter=? AND params=? AND fingerprint=?",
-                                (str(result.quarter), params, fingerprint)).fetchone()
-        if existing:
-            result.result_id = existing["id"]
-            result.published_at = datetime.fromisoformat(existing["published_at"])
-            return result.result_id
-        cur = conn.execute(
-            "INSERT INTO quarter_results (quarter, params, fingerprint, computed_at, published_at, version, summary)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (str(result.quarter), params, fingerprint, result.computed_at.isoformat(), published_at.isoformat(),
-             result.version, summary))
-        result_id = cur.lastrowid
-        for name, frame in result.tables().items():
-            conn.execute("INSERT INTO quarter_tables (result_id, name, data) VALUES (?, ?, ?)",
-                         (result_id, name, _frame_to_json(frame)))
-        for level, frame in (("county", result.counties), ("township", result.townships)):
-            conn.executemany(
-                "INSERT INTO quarter_inputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(result_id, level, r.code, int(r.S_T), int(r.B_T), int(r.U_T), int(r.excluded_T),
-                  int(r.S_P), int(r.B_P), int(r.U_P), None if pd.isna(r.G) else float(r.G))
-                 for r in frame.itertuples(index=False)])
+    inputs = [(level, r.code, int(r.S_T), int(r.B_T), int(r.U_T), int(r.excluded_T),
+               int(r.S_P), int(r.B_P), int(r.U_P), None if pd.isna(r.G) else float(r.G))
+              for level, frame in (("county", result.counties), ("township", result.townships))
+              for r in frame.itertuples(index=False)]
+    result_id, stamp = results.insert_result(
+        db, quarter=str(result.quarter), params=params, fingerprint=fingerprint,
+        computed_at=result.computed_at.isoformat(), published_at=published_at.isoformat(), version=result.version,
+        summary=summary, tables={name: _frame_to_json(frame) for name, frame in result.tables().items()},
+        inputs=inputs)
     result.result_id = result_id
-    result.published_at = published_at
+    result.published_at = datetime.fromisoformat(stamp)
     return result_id
 
 
 def published(db: CenterDB, quarter: Quarter | str | None = None) -> list[dict]:
     """Published results (newest first), optionally of one quarter: id, quarter, params, computed_at, ..."""
-    db.ensure(SCHEMA)
-    sql = "SELECT * FROM quarter_results"
-    args: tuple = ()
-    if quarter is not None:
-        sql += " WHERE quarter = ?"
-        args = (str(quarter),)
     out = []
-    for row in db.query(sql + " ORDER BY id DESC", args):
+    for row in results.list_results(db, None if quarter is None else str(quarter)):
         summary = json.loads(row["summary"])
         out.append({"id": row["id"], "quarter": row["quarter"], "params": json.loads(row["params"]),
                     "fingerprint": row["fingerprint"], "computed_at": row["computed_at"],
@@ -642,14 +436,11 @@ def published(db: CenterDB, quarter: Quarter | str | None = None) -> list[dict]:
 
 def load_published(db: CenterDB, result_id: int) -> QuarterResult:
     """The published result ``result_id`` exactly as it was stored; ResultNotFound otherwise."""
-    db.ensure(SCHEMA)
-    rows = db.query("SELECT * FROM quarter_results WHERE id = ?", (int(result_id),))
-    if not rows:
+    row = results.result_row(db, result_id)
+    if row is None:
         raise ResultNotFound(f"no published quarterly result with id {result_id}")
-    row = rows[0]
     summary = json.loads(row["summary"])
-    tables = {r["name"]: _frame_from_json(r["data"])
-              for r in db.query("SELECT name, data FROM quarter_tables WHERE result_id = ?", (row["id"],))}
+    tables = {name: _frame_from_json(data) for name, data in results.result_tables(db, row["id"]).items()}
     # Results published before staff existed (or without a roster) have no staff table.
     tables.setdefault(STAFF_TABLE, empty_staff())
     nan = lambda v: math.nan if v is None else v  # noqa: E731
@@ -667,9 +458,7 @@ def recompute_published(db: CenterDB, result_id: int, params: Params | None = No
     """Re-run the model on a published result's stored inputs (and its parameters unless given)."""
     stored = load_published(db, result_id)
     params = params or stored.params
-    inputs = pd.DataFrame([dict(r) for r in db.query(
-        "SELECT level, code, S_T, B_T, U_T, excluded_T, S_P, B_P, U_P, G FROM quarter_inputs WHERE result_id = ?",
-        (int(result_id),))])
+    inputs = pd.DataFrame(results.result_inputs(db, result_id))
     def units(level: str, frame: pd.DataFrame, ids) -> pd.DataFrame:
         own = inputs[inputs["level"] == level].drop(columns=["level"])
         return frame[ids].merge(own, on="code", how="left")

@@ -43,7 +43,7 @@ def run_report(args: argparse.Namespace) -> int:
     from manyi.exc import ConfigError
     from manyi.periods import Quarter
 
-    from .db import CenterDB
+    from .center import CenterDB
     from .model import Params
     from .quarter import compute_quarter, load_published, publish
     from .report import write_report
@@ -85,7 +85,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _registry(path, db):
-    from manyi.registry import Registry, heze_sample, load_active
+    from manyi.registry import Registry, heze_sample
+    from analytics.center.registry import load_active
 
     if path:
         return Registry.load(path)

@@ -234,8 +234,8 @@ def run_pool(url: str, token: str | None, duration: float) -> dict:
 
 def prepare(args, log=print) -> tuple[Path, Path, Path, str]:
     """The cached store and registry directory, a fresh center db with a city account and its token."""
-    from analytics.db import CenterDB
-    from analytics.web.auth import create_token, create_user
+    from analytics.center import CenterDB
+    from analytics.center.accounts import create_token, create_user
     from bench.data import FORMAT_VERSION, cached_store, province_registry
 
     registry = province_registry(args.seed)

@@ -87,7 +87,8 @@ def child_plain(store_path: str, seed: int) -> dict:
 
     import pandas as pd
 
-    from analytics.quarter import assignment_frame, registry_frames
+    from analytics.model.attribution import assignment_frame
+    from analytics.quarter import registry_frames
     from bench.data import QUARTER, province_registry
     from collector.stores.base import to_us
 

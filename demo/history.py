@@ -15,7 +15,7 @@ carry :data:`SIMULATED_NOTE` in their 备注 column, the import file names start
   :data:`SIMULATED_ACTOR`, so the case page looks like a working control center: old
   cases mostly closed, a few closed late, a handful still overdue, recent ones open.
 * :func:`survey_csv` and :func:`scores_csv` make files in the formats the control
-  center imports (analytics.survey / analytics.scores), so the demo goes through the
+  center imports (analytics.imports.survey / analytics.imports.scores), so the demo goes through the
   real import code.
 """
 
@@ -221,8 +221,8 @@ def scores_csv(registry, quarter: Quarter, *, seed: int = SEED) -> bytes:
 def seed_center(db, registry, props: dict[str, float], quarters: list[Quarter], *, now: datetime,
                 seed: int = SEED) -> list:
     """Import a simulated survey and simulated scores of each quarter through the real imports."""
-    from analytics.scores import import_scores
-    from analytics.survey import import_survey
+    from analytics.imports.scores import import_scores
+    from analytics.imports.survey import import_survey
 
     reports = []
     for quarter in quarters:

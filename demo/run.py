@@ -213,7 +213,7 @@ def seed(workdir: Path, registry, props: dict[str, float], args, say) -> dict:
     from dataclasses import asdict
     from datetime import datetime, timezone
 
-    from analytics.db import CenterDB
+    from analytics.center import CenterDB
     from collector.stores import open_store
 
     from demo import history

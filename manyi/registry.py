@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time
 from pathlib import Path
 
 from .exc import ManyiError
@@ -805,42 +804,3 @@ def _valid_device(device: str) -> bool:
 def heze_sample() -> Registry:
     """The shipped Heze sample registry (real counties and townships, generated halls/windows/terminals)."""
     return Registry.load(SAMPLE_DIR)
-
-
-REGISTRY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS registry_versions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    imported_at TEXT NOT NULL,
-    source TEXT NOT NULL,
-    sample INTEGER NOT NULL,
-    files TEXT NOT NULL
-);
-"""
-
-
-def store_active(db, registry: Registry, source: str = "") -> int:
-    """Store ``registry`` in the center db (a CenterDB) as the active one; older versions are kept.
-    Returns the new version id."""
-    db.ensure(REGISTRY_SCHEMA)
-    cursor = db.execute(
-        "INSERT INTO registry_versions (imported_at, source, sample, files) VALUES (?, ?, ?, ?)",
-        (datetime.now(timezone.utc).isoformat(timespec="seconds"), source, int(registry.sample),
-         json.dumps(registry.to_files(), ensure_ascii=False, sort_keys=True)),
-    )
-    return int(cursor.lastrowid)
-
-
-def load_active(db) -> Registry | None:
-    """The registry last stored with :func:`store_active` in the center db, or None."""
-    db.ensure(REGISTRY_SCHEMA)
-    rows = db.query("SELECT files FROM registry_versions ORDER BY id DESC LIMIT 1")
-    if not rows:
-        return None
-    return Registry.from_files(json.loads(rows[0]["files"]))
-
-
-def active_info(db) -> dict | None:
-    """id, imported_at, source and sample flag of the active registry version, or None."""
-    db.ensure(REGISTRY_SCHEMA)
-    rows = db.query("SELECT id, imported_at, source, sample FROM registry_versions ORDER BY id DESC LIMIT 1")
-    return dict(rows[0]) if rows else None

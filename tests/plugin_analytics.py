@@ -20,7 +20,7 @@ from manyi.periods import CHINA_TZ
 @pytest.fixture
 def center_db(tmp_path):
     """A fresh CenterDB file in tmp_path."""
-    from analytics.db import CenterDB
+    from analytics.center import CenterDB
 
     db = CenterDB(tmp_path / "center.db")
     yield db

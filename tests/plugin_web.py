@@ -41,7 +41,7 @@ DEVICE_B = "hz-371721001-w01"            # 曹县
 def app(tmp_path, clock, heze):
     """The control center with a test config and one user per role."""
     from analytics.web import create_app
-    from analytics.web.auth import create_user
+    from analytics.center.accounts import create_user
     from analytics.web.context import get_db
 
     app = create_app({
@@ -140,7 +140,7 @@ def auth(client):
 @pytest.fixture
 def api_token(app):
     """A function: username -> a fresh API token of that user."""
-    from analytics.web.auth import create_token
+    from analytics.center.accounts import create_token
     from analytics.web.context import get_db
     return lambda username: create_token(get_db(app), username)
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from analytics.db import CenterDB
+from analytics.center import CenterDB
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from analytics.db import CenterDB
+from analytics.center import CenterDB
 from collector.stores import FLAG_BURST, open_store
 from demo import history as demo_data
 from manyi.periods import CHINA_TZ, Quarter
@@ -66,8 +66,8 @@ def test_seeded_votes_are_office_hour_votes_with_contiguous_seqs(tmp_path, props
 
 
 def test_simulated_survey_and_scores_import_cleanly(tmp_path, registry, props):
-    from analytics.scores import base_scores
-    from analytics.survey import survey_counts
+    from analytics.imports.scores import base_scores
+    from analytics.imports.survey import survey_counts
 
     quarter = Quarter(2026, 3)
     db = CenterDB(tmp_path / "center.db")
@@ -200,7 +200,7 @@ def test_seeded_cases_have_a_simulated_follow_up_history(tmp_path, registry, pro
                (result.cases, result.closed, result.open_overdue)
         assert synced.opened == synced.joined == 0
         # The audit log is left to real users.
-        from analytics.web.auth import audit_entries
+        from analytics.center.accounts import audit_entries
         assert audit_entries(db) == []
     finally:
         db.close()

@@ -24,11 +24,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.db import CenterDB
-from analytics.importing import MAX_CELL_CHARS, ImportReport, import_history, neutralise_cell
-from analytics.scores import import_scores
-from analytics.survey import import_survey
-from analytics.web.auth import audit_entries
+from analytics.center import CenterDB
+from analytics.center.imports import import_history
+from analytics.imports import MAX_CELL_CHARS, ImportReport, neutralise_cell
+from analytics.imports.scores import import_scores
+from analytics.imports.survey import import_survey
+from analytics.center.accounts import audit_entries
 from analytics.web.context import get_db
 from analytics.web.imports import display_name
 from manyi.exc import ImportFileError, ManyiError, StoreError
@@ -409,8 +410,8 @@ def test_a_database_failure_mid_write_rolls_everything_back(center_db, heze):
 
 CRASHING_IMPORT = textwrap.dedent("""
     import os, sys
-    from analytics.db import CenterDB
-    from analytics.survey import import_survey
+    from analytics.center import CenterDB
+    from analytics.imports.survey import import_survey
     from manyi.periods import Quarter
     from manyi.registry import heze_sample
 

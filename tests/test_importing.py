@@ -7,7 +7,7 @@ import io
 import openpyxl
 import pytest
 
-from analytics.importing import (
+from analytics.imports import (
     Column,
     UnitMatcher,
     UnitMatchError,

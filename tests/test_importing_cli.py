@@ -7,8 +7,8 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 
-from analytics.db import CenterDB
-from analytics.survey import survey_counts
+from analytics.center import CenterDB
+from analytics.imports.survey import survey_counts
 from manyi.cli import main
 from manyi.periods import Quarter
 from manyi.registry import Registry

@@ -12,7 +12,7 @@ from analytics.model import (
     FLAG_DIFFERS, FLAG_NO_BASE, FLAG_NO_VOTES, FLAG_SMALL, Params, channel_score, evaluate, rank_units,
     score_reported, shrink, triangulate,
 )
-from analytics.stats import chi_square_sf, chi_square_test, wilson_interval
+from analytics.model.stats import chi_square_sf, chi_square_test, wilson_interval
 from manyi.exc import ConfigError
 
 

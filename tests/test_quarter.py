@@ -215,8 +215,8 @@ def test_parameter_change_makes_a_new_result_and_the_old_one_stays(store, tiny_r
 
 
 def test_survey_and_scores_imported_into_the_center_db_are_used(store, tiny_registry, center_db):
-    from analytics.scores import import_scores
-    from analytics.survey import import_survey
+    from analytics.imports.scores import import_scores
+    from analytics.imports.survey import import_survey
 
     store.write(many("hz-371702001-w01", local(8, 5), {"satisfied": 40}))
     survey = ("日期,手机号,县区,乡镇(街道),评价\n"

@@ -7,8 +7,8 @@ import time
 
 from test_quarter import NOW, Q3, local, many
 
-from analytics.db import CenterDB
-from analytics.quarter import SCHEMA, compute_quarter, publish
+from analytics.center import CenterDB
+from analytics.quarter import compute_quarter, publish
 
 
 def test_simultaneous_publishes_of_the_same_result_share_one_id(vote_store, tiny_registry, tmp_path):
@@ -16,7 +16,6 @@ def test_simultaneous_publishes_of_the_same_result_share_one_id(vote_store, tiny
     path = tmp_path / "center.db"
     results = [compute_quarter(vote_store, tiny_registry, None, Q3, now=NOW) for _ in range(2)]
     blocker = CenterDB(path)
-    blocker.ensure(SCHEMA)
     ids, errors = [], []
 
     def run(result):

@@ -14,10 +14,9 @@ from manyi.registry import (
     Registry,
     RegistryError,
     format_moment,
-    load_active,
     parse_moment,
-    store_active,
 )
+from analytics.center.registry import load_active, store_active
 
 
 def china(*args) -> datetime:

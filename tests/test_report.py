@@ -152,7 +152,7 @@ def test_manyi_report_command_computes_publishes_and_rerenders(tmp_path, tiny_re
     assert "published as result 1" in out.out and "λ 取 0" in out.err  # no survey imported
     book = openpyxl.load_workbook(tmp_path / "r.xlsx")
     assert next(r for r in book["县区"].iter_rows(min_row=2) if r[0].value == "371702")[3].value == 39
-    from analytics.db import CenterDB
+    from analytics.center import CenterDB
 
     db = CenterDB(tmp_path / "center.db")
     try:

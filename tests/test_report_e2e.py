@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import openpyxl
 from plugin_collector import make_vote, wait_until
 
-from analytics.db import CenterDB
+from analytics.center import CenterDB
 from analytics.quarter import load_published
 from manyi import protocol
 from manyi.cli import main

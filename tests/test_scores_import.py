@@ -7,7 +7,7 @@ import io
 import openpyxl
 import pytest
 
-from analytics.scores import base_scores, import_scores, scores_template
+from analytics.imports.scores import base_scores, import_scores, scores_template
 from manyi.exc import ImportFileError
 from manyi.periods import Quarter
 

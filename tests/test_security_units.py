@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from analytics.db import CenterDB
-from analytics.web.auth import AuthError, check_password, ensure_schema, verify_audit, write_audit
+from analytics.center import CenterDB
+from analytics.accounts import AuthError, check_password
+from analytics.center.accounts import verify_audit, write_audit
 from analytics.web.cursors import CursorSealer
 from analytics.web.limits import RateLimiter, StreamSlots
 from collector.stores.base import DeadLetter
@@ -116,7 +117,6 @@ def test_a_database_of_the_previous_release_upgrades_in_place(tmp_path):
         """)
     db = CenterDB(path)
     try:
-        ensure_schema(db)
         write_audit(db, "login", {}, now=NOW)
         assert db.query("SELECT username, password_changed_at FROM users")[0]["username"] == "old"
         assert verify_audit(db) == (1, [])                      # the old entry has no chain and is skipped

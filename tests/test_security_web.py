@@ -23,7 +23,7 @@ import pytest
 from openpyxl import load_workbook
 
 from analytics.web import create_app
-from analytics.web.auth import audit_entries, create_token, create_user, set_password
+from analytics.center.accounts import audit_entries, create_token, create_user, set_password
 from analytics.web.context import get_db, get_store, resources
 from analytics.web.cursors import CursorSealer
 from plugin_web import DEVICE_A, DEVICE_B, FAST_HASH, PASSWORD, USERS, AuthActions, write_votes
@@ -391,7 +391,7 @@ def test_login_cookie_flags_when_secure_is_configured(sec_app):
 def test_unknown_disabled_and_wrong_password_look_the_same(sec_app, monkeypatch):
     """Same status, same message and exactly one password hash check each (no timing difference)."""
     from analytics.web import auth as auth_module
-    from analytics.web.auth import set_disabled
+    from analytics.center.accounts import set_disabled
     create_user(get_db(sec_app), "gone", PASSWORD, "city", method=FAST_HASH)
     set_disabled(get_db(sec_app), "gone", True)
     checks = []
@@ -506,7 +506,7 @@ def test_api_token_grants_only_its_users_role(sec_app, api_token):
 
 
 def test_revoked_token_stops_working_and_cli_lists_tokens(sec_app, capsys):
-    from analytics.web.auth import list_tokens, revoke_token
+    from analytics.center.accounts import list_tokens, revoke_token
     from manyi.cli import main
     token = create_token(get_db(sec_app), "city", "nightly export")
     bearer = {"Authorization": f"Bearer {token}"}

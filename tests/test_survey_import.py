@@ -9,8 +9,8 @@ import sqlite3
 import openpyxl
 import pytest
 
-from analytics.importing import import_history, import_report
-from analytics.survey import (
+from analytics.center.imports import import_history, import_report
+from analytics.imports.survey import (
     import_survey,
     map_answer,
     mask_digits,
@@ -205,7 +205,7 @@ def test_repeat_callers_are_spotted_by_the_salted_hash(center_db, heze):
 
 
 def test_salt_from_environment_changes_the_hash(center_db, heze, tmp_path, monkeypatch):
-    from analytics.db import CenterDB
+    from analytics.center import CenterDB
 
     rows = [("2026-07-01", "13800001234", "曹县", "", "满意", "")]
     import_survey(center_db, heze, csv_bytes(rows), Q3, filename="r.csv")

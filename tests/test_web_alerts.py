@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from analytics import alerting as al
-from analytics.web.auth import audit_entries
+from analytics.center.accounts import audit_entries
 from analytics.web.context import get_db
 from plugin_web import DEVICE_A, DEVICE_B, write_votes
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from analytics.web import create_app
-from analytics.web.auth import (AuthError, LoginLocked, audit_entries, authenticate, create_token, create_user, get_user,
-                                set_disabled, set_password)
+from analytics.accounts import AuthError, LoginLocked
+from analytics.center.accounts import audit_entries, authenticate, create_token, create_user, get_user, set_disabled, set_password
 from analytics.web.context import get_db
 from plugin_web import PASSWORD, USERS
 

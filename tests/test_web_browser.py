@@ -53,7 +53,7 @@ def chain(tmp_path, broker, heze):
     import waitress
 
     from analytics.web import create_app
-    from analytics.web.auth import create_user
+    from analytics.center.accounts import create_user
     from analytics.web.context import get_db, get_store, resources
 
     store_url = f"sqlite:///{tmp_path / 'votes.db'}"

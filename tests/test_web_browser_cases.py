@@ -25,7 +25,7 @@ def center(tmp_path, heze):
     import waitress
 
     from analytics.web import create_app
-    from analytics.web.auth import create_user
+    from analytics.center.accounts import create_user
     from analytics.web.context import get_db, get_store, resources
 
     app = create_app({"SECRET_KEY": "browser-cases", "STORE_URL": f"sqlite:///{tmp_path / 'votes.db'}",

@@ -9,7 +9,7 @@ import pytest
 from openpyxl import load_workbook
 
 from analytics import followup as fu
-from analytics.web.auth import audit_entries
+from analytics.center.accounts import audit_entries
 from analytics.web.context import get_db
 from plugin_web import DEVICE_A, DEVICE_B, write_votes
 

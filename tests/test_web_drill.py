@@ -104,7 +104,7 @@ def test_token_api_scoping(client, votes, api_token):
 
 def test_hostile_names_are_escaped(tmp_path, clock):
     from analytics.web import create_app
-    from analytics.web.auth import create_user
+    from analytics.center.accounts import create_user
     from analytics.web.context import get_db, get_store, resources
     app = create_app({"TESTING": True, "SECRET_KEY": "x", "STORE_URL": f"sqlite:///{tmp_path / 'v.db'}",
                       "CENTER_DB": str(tmp_path / "c.db"), "REGISTRY": small_registry(hostile=True), "CLOCK": clock,

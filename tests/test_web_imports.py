@@ -7,7 +7,7 @@ import io
 import pytest
 from openpyxl import load_workbook
 
-from analytics.web.auth import audit_entries
+from analytics.center.accounts import audit_entries
 from analytics.web.context import get_db
 
 GOOD_SURVEY = ("日期,手机号,县区,乡镇(街道),评价\n"

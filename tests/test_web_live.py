@@ -237,7 +237,7 @@ def hostile_app(tmp_path, heze, clock):
     app = create_app({"TESTING": True, "SECRET_KEY": "t", "CENTER_DB": str(tmp_path / "c.db"),
                       "STORE_URL": f"sqlite:///{tmp_path / 'v.db'}", "REGISTRY": registry, "CLOCK": clock,
                       "SESSION_COOKIE_SECURE": False, "STREAM_MAX_SECONDS": 0.3})
-    from analytics.web.auth import create_user
+    from analytics.center.accounts import create_user
     from analytics.web.context import get_db
     create_user(get_db(app), "admin", "long-enough-1", "admin")
     write_votes(get_store(app), [(DEVICE_A, "unsatisfied", clock.now())])

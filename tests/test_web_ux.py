@@ -41,7 +41,7 @@ def test_sample_banner_also_on_login_and_error_pages(client, auth):
 def real_app(tmp_path, heze_dir, clock):
     """The control center on a registry that is not marked as sample data (meta sample = no)."""
     from analytics.web import create_app
-    from analytics.web.auth import create_user
+    from analytics.center.accounts import create_user
     from analytics.web.context import get_db, resources
 
     meta = heze_dir / "meta.csv"

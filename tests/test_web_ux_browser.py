@@ -27,7 +27,7 @@ def served(tmp_path, heze, clock):
     import waitress
 
     from analytics.web import create_app
-    from analytics.web.auth import create_user
+    from analytics.center.accounts import create_user
     from analytics.web.context import get_db, get_store, resources
 
     app = create_app({"SECRET_KEY": "ux-browser", "STORE_URL": f"sqlite:///{tmp_path / 'votes.db'}",

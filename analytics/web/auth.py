@@ -35,29 +35,28 @@ copied cookie stops working on the server and not only in the browser.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
-import json
 import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request,
                    session, url_for)
 from markupsafe import Markup, escape
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import check_password_hash
 
-from manyi.exc import ManyiError
+
+from analytics.accounts import (
+    ADMIN_ROLES, MAX_PASSWORD, MAX_USERNAME, PASSWORD_MAX_AGE_DAYS, ROLE_LABELS, AuthError, LoginLocked, User,
+    token_hash,
+)
+from analytics.center.accounts import (
+    authenticate, create_token, end_session, forget_old_sessions, get_user, list_tokens, password_expired, revoke_token, session_user, set_password,
+    start_session, user_for_token, write_audit,
+)
 
 from .context import get_clock, get_db
 
-ROLES = ("admin", "security", "auditor", "city", "county", "assessment")
-ROLE_LABELS = {"admin": "系统管理员", "security": "安全管理员", "auditor": "审计管理员", "city": "市级人员",
-               "county": "县区人员", "assessment": "考核办"}
-ADMIN_ROLES = frozenset({"admin", "security", "auditor"})      # 三员: created on the server only
-BUSINESS_ROLES = ("city", "county", "assessment")              # what the web's user administration may grant
-ALL_COUNTY_ROLES = frozenset({"admin", "city", "assessment"})
 # The security and audit administrators see no data: only these endpoints (and the public ones).
 ROLE_ENDPOINTS = {
     "auditor": frozenset({"live.audit_page", "live.api_audit", "live.api_me", "auth.account", "auth.logout"}),
@@ -65,424 +64,21 @@ ROLE_ENDPOINTS = {
                            "auth.account", "auth.logout"}),
 }
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MIN_PASSWORD = 10
-MAX_PASSWORD = 256
-MAX_USERNAME = 64
-PASSWORD_MAX_AGE_DAYS = 90          # administrators (ADMIN_ROLES) must change their password this often
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    id INTEGER PRIMARY KEY,
-    username TEXT NOT NULL UNIQUE,
-    password_hash TEXT NOT NULL,
-    role TEXT NOT NULL,
-    county_code TEXT,
-    disabled INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    last_login TEXT,
-    password_changed_at TEXT
-);
-CREATE TABLE IF NOT EXISTS login_failures (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,          -- 'user' or 'ip'
-    key TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures(kind, key, at);
-CREATE TABLE IF NOT EXISTS api_tokens (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id),
-    token_hash TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    last_used TEXT,
-    revoked INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    username TEXT,
-    role TEXT,
-    ip TEXT,
-    action TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '{}',
-    chain TEXT                   -- SHA-256 of the previous entry's chain and this entry (tamper evidence)
-);
-CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log(at);
--- The audit log is append-only: no role, and no code path, may rewrite or erase it.
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TABLE IF NOT EXISTS web_sessions (
-    id INTEGER PRIMARY KEY,
-    sid_hash TEXT NOT NULL UNIQUE,   -- SHA-256 of the id in the cookie
-    user_id INTEGER NOT NULL REFERENCES users(id),
-    ip TEXT,
-    created_at TEXT NOT NULL,        -- wall-clock UTC (not the app clock, which a demo may speed up)
-    ended_at TEXT,
-    last_seen TEXT                   -- wall-clock UTC of the last request, to the minute (idle timeout)
-);
-CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions(user_id);
-"""
 
 
-class AuthError(ManyiError, ValueError):
-    """A user or token operation was refused (unknown role, bad county, short password, ...)."""
 
 
-@dataclass(frozen=True)
-class User:
-    """A control-center account as the request sees it."""
-
-    id: int
-    username: str
-    role: str
-    county_code: str | None = None
-    disabled: bool = False
-
-    @property
-    def role_label(self) -> str:
-        """The role's name in Chinese."""
-        return ROLE_LABELS.get(self.role, self.role)
-
-    def visible_counties(self) -> set[str] | None:
-        """Counties this user may see: None means all."""
-        return None if self.role in ALL_COUNTY_ROLES else {self.county_code}
 
 
-def _now_text(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
-def _user(row) -> User:
-    return User(row["id"], row["username"], row["role"], row["county_code"], bool(row["disabled"]))
+
 
 
 # --- account management (used by the admin pages and the CLI) ------------------------------
 
-def ensure_schema(db) -> None:
-    """Create the auth tables in ``db`` if needed (and add the columns newer versions use)."""
-    db.ensure(SCHEMA, _upgrade)
-
-
-def _upgrade(conn) -> None:
-    """Columns added after the first release: the password's age and the audit log's hash chain."""
-    for table, column, kind in (("users", "password_changed_at", "TEXT"), ("audit_log", "chain", "TEXT"),
-                                ("web_sessions", "last_seen", "TEXT")):
-        names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column not in names:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-
-
-def check_password(password: str, username: str = "") -> None:
-    """Raise AuthError unless ``password`` meets the policy (等保 2.0: length and complexity)."""
-    password = password or ""
-    if len(password) < MIN_PASSWORD:
-        raise AuthError(f"password must have at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise AuthError(f"password must have at most {MAX_PASSWORD} characters")
-    kinds = sum((any(c.islower() for c in password), any(c.isupper() for c in password),
-                 any(c.isdigit() for c in password), any(not c.isalnum() for c in password)))
-    if kinds < 3:
-        raise AuthError("password must mix at least three of: lower case, upper case, digits, other characters")
-    if username and username.lower() in password.lower():
-        raise AuthError("password must not contain the user name")
-    if len(set(password)) < 5:
-        raise AuthError("password must have at least 5 different characters")
-
-
-def _validate(role: str, county_code: str | None, registry=None) -> None:
-    if role not in ROLES:
-        raise AuthError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    if role == "county" and not county_code:
-        raise AuthError("a county user needs a county code (--county)")
-    if role != "county" and county_code:
-        raise AuthError(f"role {role!r} sees every county; a county code is only for role 'county'")
-    if county_code and registry is not None and county_code not in registry.counties:
-        raise AuthError(f"county {county_code!r} is not in the registry")
-
-
-def create_user(db, username: str, password: str, role: str, county_code: str | None = None, *,
-                registry=None, now: datetime | None = None, method: str | None = None) -> User:
-    """Add an account; raise AuthError for a bad role/county, a short password or a taken name.
-
-    ``method`` is werkzeug's hash method (default scrypt); tests pass a cheap one for speed.
-    """
-    ensure_schema(db)
-    username = (username or "").strip()
-    if not username or len(username) > MAX_USERNAME or any(c.isspace() for c in username):
-        raise AuthError(f"username {username[:MAX_USERNAME]!r} must be 1-{MAX_USERNAME} characters without spaces")
-    _validate(role, county_code or None, registry)
-    check_password(password, username)
-    if db.query("SELECT 1 FROM users WHERE username = ?", (username,)):
-        raise AuthError(f"user {username!r} already exists")
-    stamp = _now_text(now or datetime.now(timezone.utc))
-    changed = _now_text(_wall_now())
-    cur = db.execute(
-        "INSERT INTO users (username, password_hash, role, county_code, created_at, password_changed_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (username, generate_password_hash(password, **({"method": method} if method else {})), role,
-         county_code or None, stamp, changed))
-    return User(cur.lastrowid, username, role, county_code or None)
-
-
-def get_user(db, username: str | None = None, user_id: int | None = None) -> User | None:
-    """The account by name or id, or None."""
-    ensure_schema(db)
-    if user_id is not None:
-        rows = db.query("SELECT * FROM users WHERE id = ?", (user_id,))
-    else:
-        rows = db.query("SELECT * FROM users WHERE username = ?", (username,))
-    return _user(rows[0]) if rows else None
-
-
-def list_users(db) -> list[dict]:
-    """Every account with its last login, for the admin page."""
-    ensure_schema(db)
-    return [dict(r) | {"role_label": ROLE_LABELS.get(r["role"], r["role"])}
-            for r in db.query("SELECT id, username, role, county_code, disabled, created_at, last_login "
-                              "FROM users ORDER BY username")]
-
-
-def set_password(db, username: str, password: str, now: datetime | None = None) -> None:
-    """Replace a user's password (and end the lock-out of that name)."""
-    check_password(password, username)
-    if get_user(db, username) is None:
-        raise AuthError(f"no user {username!r}")
-    db.execute("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
-               (generate_password_hash(password), _now_text(now or _wall_now()), username))
-    # The name's lock-outs end: from anywhere ('user'), and at each address ('pair' keys are "<address> <name>").
-    db.execute("DELETE FROM login_failures WHERE (kind = 'user' AND key = ?) "
-               "OR (kind = 'pair' AND substr(key, instr(key, ' ') + 1) = ?)", (username, username))
-    end_sessions(db, get_user(db, username).id)
-
-
-def password_expired(db, user: "User", now: datetime | None = None) -> bool:
-    """True when an administrator's password is older than PASSWORD_MAX_AGE_DAYS (or its age is unknown).
-
-    Wall-clock time, like sessions: the app clock may be a demo's accelerated one."""
-    now = now or _wall_now()
-    if user.role not in ADMIN_ROLES:
-        return False
-    rows = db.query("SELECT password_changed_at FROM users WHERE id = ?", (user.id,))
-    changed = rows[0]["password_changed_at"] if rows else None
-    return not changed or changed < _now_text(now - timedelta(days=PASSWORD_MAX_AGE_DAYS))
-
-
-def set_disabled(db, username: str, disabled: bool) -> None:
-    """Disable (or enable again) an account; a disabled account cannot log in or use its tokens."""
-    if get_user(db, username) is None:
-        raise AuthError(f"no user {username!r}")
-    db.execute("UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), username))
-    if disabled:
-        end_sessions(db, get_user(db, username).id)
-
-
-def create_token(db, username: str, name: str = "", now: datetime | None = None) -> str:
-    """Issue an API token for ``username``; the clear token is returned once and only its hash is kept."""
-    user = get_user(db, username)
-    if user is None:
-        raise AuthError(f"no user {username!r}")
-    token = "mny_" + secrets.token_urlsafe(32)
-    db.execute("INSERT INTO api_tokens (user_id, token_hash, name, created_at) VALUES (?, ?, ?, ?)",
-               (user.id, _token_hash(token), name, _now_text(now or datetime.now(timezone.utc))))
-    return token
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def list_tokens(db) -> list[dict]:
-    """Every API token (never the token itself): id, username, name, created_at, last_used, revoked."""
-    ensure_schema(db)
-    return [dict(r) for r in db.query(
-        "SELECT t.id, u.username, t.name, t.created_at, t.last_used, t.revoked FROM api_tokens t "
-        "JOIN users u ON u.id = t.user_id ORDER BY t.id")]
-
-
-def revoke_token(db, token_id: int) -> str:
-    """Revoke the token with id ``token_id``; return its user's name; AuthError if there is no such token."""
-    ensure_schema(db)
-    rows = db.query("SELECT u.username FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?",
-                    (int(token_id),))
-    if not rows:
-        raise AuthError(f"no API token with id {token_id}")
-    db.execute("UPDATE api_tokens SET revoked = 1 WHERE id = ?", (int(token_id),))
-    return rows[0]["username"]
-
-
-TOKEN_USE_RESOLUTION = 60     # seconds: how exact api_tokens.last_used is
-
-
-def user_for_token(db, token: str, now: datetime | None = None) -> User | None:
-    """The enabled user a valid, unrevoked token belongs to, or None."""
-    ensure_schema(db)
-    rows = db.query("SELECT t.id AS token_id, t.last_used AS token_last_used, u.* FROM api_tokens t "
-                    "JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.revoked = 0", (_token_hash(token),))
-    if not rows or rows[0]["disabled"]:
-        return None
-    now = now or datetime.now(timezone.utc)
-    last = rows[0]["token_last_used"]
-    # At most one write a minute per token: a script polling the API does not serialise on the db.
-    if not last or last < _now_text(now - timedelta(seconds=TOKEN_USE_RESOLUTION)) or last > _now_text(now):
-        db.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?", (_now_text(now), rows[0]["token_id"]))
-    return _user(rows[0])
-
-
-# --- login with rate limiting -------------------------------------------------------------
-
-class LoginLocked(AuthError):
-    """Too many failed logins for this name or address: try again later."""
-
-
-def _failures(db, kind: str, key: str, since: datetime) -> int:
-    return db.query("SELECT COUNT(*) AS n FROM login_failures WHERE kind = ? AND key = ? AND at >= ?",
-                    (kind, key, _now_text(since)))[0]["n"]
-
-
-def authenticate(db, username: str, password: str, ip: str, now: datetime, *, max_user: int = 5,
-                 max_ip: int = 20, max_user_any: int = 100, window: timedelta = timedelta(minutes=15)) -> User | None:
-    """Check a login; return the user, None for wrong credentials, or raise LoginLocked.
-
-    Locked until the oldest failure leaves ``window``: a name at one address after
-    ``max_user`` failures, an address after ``max_ip``, and a name from anywhere after
-    ``max_user_any`` (a guess spread over many addresses). Even the right password is
-    refused meanwhile, so guessing gains nothing. A hostile client therefore locks out only
-    itself, not the user whose name it tries (unless it commands ``max_user_any / max_user``
-    addresses). ``username`` and ``password`` are bounded before anything is stored.
-    """
-    ensure_schema(db)
-    username, password = (username or "")[:MAX_USERNAME + 1], (password or "")[:MAX_PASSWORD + 1]
-    ip = (ip or "?")[:64]
-    since = now - window
-    pair = f"{ip} {username}"
-    if (_failures(db, "pair", pair, since) >= max_user or _failures(db, "ip", ip, since) >= max_ip
-            or _failures(db, "user", username, since) >= max_user_any):
-        raise LoginLocked("too many failed logins; try again in 15 minutes")
-    rows = db.query("SELECT * FROM users WHERE username = ?", (username,)) if len(username) <= MAX_USERNAME else []
-    # Exactly one hash check whatever the name: the response time reveals neither unknown nor disabled names.
-    matches = check_password_hash(rows[0]["password_hash"] if rows else _DUMMY_HASH, password)
-    ok = bool(rows) and not rows[0]["disabled"] and matches
-    if not ok:
-        stamp = _now_text(now)
-        with db.transaction() as conn:
-            conn.executemany("INSERT INTO login_failures (kind, key, at) VALUES (?, ?, ?)",
-                             [("user", username, stamp), ("ip", ip, stamp), ("pair", pair, stamp)])
-            conn.execute("DELETE FROM login_failures WHERE at < ?", (_now_text(now - 4 * window),))
-        return None
-    db.execute("DELETE FROM login_failures WHERE kind = 'pair' AND key = ?", (pair,))
-    db.execute("UPDATE users SET last_login = ? WHERE id = ?", (_now_text(now), rows[0]["id"]))
-    return _user(rows[0])
-
-
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
-
 
 # --- server-side session records --------------------------------------------------------------
-
-def _wall_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def start_session(db, user: User, ip: str | None = None) -> str:
-    """Record a new login session of ``user``; return the random id for the cookie."""
-    ensure_schema(db)
-    sid = secrets.token_urlsafe(32)
-    stamp = _now_text(_wall_now())
-    db.execute("INSERT INTO web_sessions (sid_hash, user_id, ip, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
-               (_token_hash(sid), user.id, ip, stamp, stamp))
-    return sid
-
-
-SESSION_TOUCH = timedelta(minutes=1)      # how exact web_sessions.last_seen is (at most a write a minute)
-
-
-def session_user(db, sid: str | None, user_id, lifetime: timedelta, idle: timedelta | None = None) -> User | None:
-    """The enabled user of a live session ``sid``: not ended, younger than ``lifetime``, and (with
-    ``idle``) used within ``idle`` (等保: a session left alone ends by itself); else None."""
-    if not sid or not isinstance(sid, str):
-        return None
-    now = _wall_now()
-    rows = db.query("SELECT u.*, s.id AS session_id, s.last_seen AS session_seen, s.created_at AS session_created "
-                    "FROM web_sessions s JOIN users u ON u.id = s.user_id "
-                    "WHERE s.sid_hash = ? AND s.user_id = ? AND s.ended_at IS NULL AND s.created_at >= ?",
-                    (_token_hash(sid), user_id, _now_text(now - lifetime)))
-    if not rows or rows[0]["disabled"]:
-        return None
-    seen = rows[0]["session_seen"] or rows[0]["session_created"]
-    if idle is not None and seen < _now_text(now - idle):
-        end_session(db, sid)
-        return None
-    if seen < _now_text(now - SESSION_TOUCH):
-        db.execute("UPDATE web_sessions SET last_seen = ? WHERE id = ?", (_now_text(now), rows[0]["session_id"]))
-    return _user(rows[0])
-
-
-def end_session(db, sid: str | None) -> None:
-    """End one session (logout)."""
-    if sid:
-        db.execute("UPDATE web_sessions SET ended_at = ? WHERE sid_hash = ? AND ended_at IS NULL",
-                   (_now_text(_wall_now()), _token_hash(sid)))
-
-
-def end_sessions(db, user_id: int) -> None:
-    """End every session of a user (password reset, account disabled)."""
-    ensure_schema(db)
-    db.execute("UPDATE web_sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
-               (_now_text(_wall_now()), user_id))
-
-
-def _forget_old_sessions(db, lifetime: timedelta) -> None:
-    db.execute("DELETE FROM web_sessions WHERE created_at < ?", (_now_text(_wall_now() - 2 * lifetime),))
-
-
-# --- audit log -----------------------------------------------------------------------------
-
-def write_audit(db, action: str, detail: dict | None = None, *, username: str | None = None,
-                role: str | None = None, ip: str | None = None, now: datetime | None = None) -> None:
-    """Append one entry to the audit log (outside a request: CLI, background workers).
-
-    Every text is bounded (a hostile login name cannot fill the disk), and the entry's
-    ``chain`` is the SHA-256 of the previous entry's chain and this entry's fields, so
-    that a row changed or removed behind the application's back shows in :func:`verify_audit`.
-    """
-    ensure_schema(db)
-    text = json.dumps(detail or {}, ensure_ascii=False, default=str)
-    if len(text) > 4000:
-        text = json.dumps({"truncated": text[:3900]}, ensure_ascii=False)
-    fields = (_now_text(now or datetime.now(timezone.utc)), _bounded(username, MAX_USERNAME + 1), _bounded(role, 32),
-              _bounded(ip, 64), action[:64], text)
-    with db.transaction() as conn:
-        last = conn.execute("SELECT chain FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
-        conn.execute("INSERT INTO audit_log (at, username, role, ip, action, detail, chain) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (*fields, _chain(last[0] if last else None, fields)))
-
-
-def _bounded(text: str | None, limit: int) -> str | None:
-    return None if text is None else str(text)[:limit]
-
-
-def _chain(previous: str | None, fields) -> str:
-    data = json.dumps([previous or "", *fields], ensure_ascii=False)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()
-
-
-def verify_audit(db) -> tuple[int, list[int]]:
-    """(entries checked, ids whose chain does not match): a changed, inserted or removed row breaks the chain.
-    Entries written before the chain existed (chain NULL) are counted and skipped."""
-    ensure_schema(db)
-    previous, checked, broken = None, 0, []
-    for row in db.query("SELECT id, at, username, role, ip, action, detail, chain FROM audit_log ORDER BY id"):
-        if row["chain"] is None:
-            continue
-        checked += 1
-        fields = (row["at"], row["username"], row["role"], row["ip"], row["action"], row["detail"])
-        if row["chain"] != _chain(previous, fields):
-            broken.append(row["id"])
-        previous = row["chain"]
-    return checked, broken
 
 
 def audit(action: str, detail: dict | None = None) -> None:
@@ -493,19 +89,6 @@ def audit(action: str, detail: dict | None = None) -> None:
                 now=get_clock().now())
 
 
-def audit_entries(db, limit: int = 200, action: str | None = None, username: str | None = None) -> list[dict]:
-    """The newest audit entries first, optionally of one action (prefix) or user."""
-    ensure_schema(db)
-    sql, params = "SELECT * FROM audit_log WHERE 1=1", []
-    if action:
-        sql += " AND action LIKE ?"
-        params.append(action.replace("%", "") + "%")
-    if username:
-        sql += " AND username = ?"
-        params.append(username)
-    sql += " ORDER BY id DESC LIMIT ?"
-    params.append(max(1, min(int(limit), 10_000)))
-    return [dict(r) | {"detail": json.loads(r["detail"] or "{}")} for r in db.query(sql, params)]
 
 
 # --- request helpers used by every blueprint ---------------------------------------------
@@ -585,7 +168,7 @@ def _load_user() -> None:
         if user is None:
             return _unauthorized_token()
         g.user = user
-        g.token_hash = _token_hash(token)
+        g.token_hash = token_hash(token)
         return None
     user_id = session.get("user_id")
     if user_id is not None:
@@ -680,7 +263,7 @@ def login():
         session.permanent = True
         session["user_id"] = user.id
         session["sid"] = start_session(db, user, request.remote_addr)
-        _forget_old_sessions(db, current_app.permanent_session_lifetime)
+        forget_old_sessions(db, current_app.permanent_session_lifetime)
         csrf_token()
         g.user = user
         audit("login", {"username": user.username})
@@ -776,8 +359,6 @@ def init_app(app) -> None:
     from .limits import RateLimiter, StreamSlots
     app.extensions["manyi_api_rate"] = RateLimiter(app.config["API_RATE_PER_SECOND"], app.config["API_RATE_BURST"])
     app.extensions["manyi_streams"] = StreamSlots(app.config["STREAM_MAX_PER_ACCOUNT"], app.config["STREAM_MAX_TOTAL"])
-    with app.app_context():
-        ensure_schema(get_db())
 
 
 def principal() -> tuple[str, object] | None:

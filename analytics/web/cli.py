@@ -161,7 +161,7 @@ def _read_password(args) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass("password: ")
     if getpass.getpass("again: ") != first:
-        from analytics.web.auth import AuthError
+        from analytics.accounts import AuthError
         raise AuthError("the two passwords differ")
     return first
 
@@ -169,7 +169,7 @@ def _read_password(args) -> str:
 @contextmanager
 def _center_db(args):
     """The center database of ``--db`` (or $MANYI_DB), closed afterwards."""
-    from analytics.db import CenterDB
+    from analytics.center import CenterDB
 
     db = CenterDB(_db_path(args))
     try:
@@ -180,14 +180,14 @@ def _center_db(args):
 
 def _audit_cli(db, action: str, detail: dict) -> None:
     """Audit an action done on the server's command line, under the operator's login name."""
-    from analytics.web.auth import write_audit
+    from analytics.center.accounts import write_audit
 
     write_audit(db, action, detail, username=f"cli:{getpass.getuser()}")
 
 
 def cmd_user_add(args) -> int:
     """Create an account (audited as done by the command line)."""
-    from analytics.web.auth import create_user
+    from analytics.center.accounts import create_user
 
     registry = None
     if args.registry:
@@ -202,7 +202,7 @@ def cmd_user_add(args) -> int:
 
 def cmd_user_passwd(args) -> int:
     """Set a password from the server (the only way for the three administrators' accounts)."""
-    from analytics.web.auth import set_password
+    from analytics.center.accounts import set_password
 
     with _center_db(args) as db:
         set_password(db, args.username, _read_password(args))
@@ -213,7 +213,7 @@ def cmd_user_passwd(args) -> int:
 
 def cmd_audit_verify(args) -> int:
     """Check the audit log's hash chain."""
-    from analytics.web.auth import verify_audit
+    from analytics.center.accounts import verify_audit
 
     with _center_db(args) as db:
         checked, broken = verify_audit(db)
@@ -226,7 +226,7 @@ def cmd_audit_verify(args) -> int:
 
 def cmd_user_list(args) -> int:
     """Print the accounts."""
-    from analytics.web.auth import list_users
+    from analytics.center.accounts import list_users
 
     with _center_db(args) as db:
         for user in list_users(db):
@@ -237,7 +237,7 @@ def cmd_user_list(args) -> int:
 
 def cmd_token_add(args) -> int:
     """Issue an API token and print it (it cannot be shown again)."""
-    from analytics.web.auth import create_token
+    from analytics.center.accounts import create_token
 
     with _center_db(args) as db:
         token = create_token(db, args.username, args.name)
@@ -248,7 +248,7 @@ def cmd_token_add(args) -> int:
 
 def cmd_token_list(args) -> int:
     """Print the API tokens (never the tokens themselves)."""
-    from analytics.web.auth import list_tokens
+    from analytics.center.accounts import list_tokens
 
     with _center_db(args) as db:
         for token in list_tokens(db):
@@ -260,7 +260,7 @@ def cmd_token_list(args) -> int:
 
 def cmd_token_revoke(args) -> int:
     """Revoke an API token (audited as done by the command line)."""
-    from analytics.web.auth import revoke_token
+    from analytics.center.accounts import revoke_token
 
     with _center_db(args) as db:
         username = revoke_token(db, args.token_id)

@@ -74,7 +74,7 @@ def get_db(app: Flask | None = None):
     if res.db is None:
         with res.lock:
             if res.db is None:
-                from analytics.db import CenterDB
+                from analytics.center import CenterDB
                 res.db = CenterDB(res.config["CENTER_DB"])
     return res.db
 
@@ -91,7 +91,8 @@ def get_registry(app: Flask | None = None):
                 if path:
                     res.registry = reg.Registry.load(path)
                 else:
-                    res.registry = reg.load_active(get_db(app)) or reg.heze_sample()
+                    from analytics.center.registry import load_active
+                    res.registry = load_active(get_db(app)) or reg.heze_sample()
     return res.registry
 
 

@@ -1,8 +1,8 @@
 """Imports and reports: upload the 12333 survey and the composite scores, download
 templates and the quarterly report.
 
-Uploads go through C1's importers (:func:`analytics.survey.import_survey`,
-:func:`analytics.scores.import_scores`); their :class:`ImportReport` is shown on the
+Uploads go through C1's importers (:func:`analytics.imports.survey.import_survey`,
+:func:`analytics.imports.scores.import_scores`); their :class:`ImportReport` is shown on the
 page (rows read, imported, duplicates, rejected rows with row/column/value/reason,
 unmatched names with the closest candidates). Imports are all-or-nothing: when a row is
 rejected nothing is imported (status 422) unless the form's 「仅导入有效行，跳过错误行」 box
@@ -86,7 +86,8 @@ def _quarter(text: str | None) -> Quarter:
 
 
 def _page(status: int = 200, **extra):
-    from analytics.importing import REASON_LABELS, import_history
+    from analytics.center.imports import import_history
+    from analytics.imports import REASON_LABELS
     from analytics.quarter import published
     db = get_db()
     context = dict(kinds=KINDS, history=import_history(db)[:30], published=published(db), reasons=REASON_LABELS,
@@ -98,7 +99,7 @@ def _page(status: int = 200, **extra):
 
 def _refuse_type(name: str, data: bytes) -> str | None:
     """Why an upload is not a spreadsheet we read (None when it may be one)."""
-    from analytics.importing import sniff_binary
+    from analytics.imports import sniff_binary
     if not name.lower().endswith(UPLOAD_EXTENSIONS):
         return f"文件类型不支持：{name}。只接受 Excel 工作簿（.xlsx）或 CSV 文件（.csv，Excel“Unicode 文本”为 .txt）"
     what = sniff_binary(data)
@@ -113,8 +114,8 @@ def _refuse_type(name: str, data: bytes) -> str | None:
 
 def run_import(kind: str):
     """Run one upload from the request: (ImportReport | None, error message | None, quarter, status)."""
-    from analytics.scores import import_scores
-    from analytics.survey import import_survey
+    from analytics.imports.scores import import_scores
+    from analytics.imports.survey import import_survey
     quarter = _quarter(request.form.get("quarter"))
     upload = request.files.get("file")
     if upload is None or not upload.filename:
@@ -164,8 +165,8 @@ def upload(kind: str):
 @roles_required(*UPLOADERS)
 def template(kind: str, fmt: str):
     """The blank survey or score sheet (xlsx or csv)."""
-    from analytics.scores import scores_template
-    from analytics.survey import survey_template
+    from analytics.imports.scores import scores_template
+    from analytics.imports.survey import survey_template
     if kind not in KINDS or fmt not in ("xlsx", "csv"):
         abort(404)
     data = survey_template(fmt) if kind == "survey" else scores_template(fmt, get_registry())
@@ -213,7 +214,7 @@ SAMPLE_REPORT_BANNER = (
 @roles_required(*UPLOADERS)
 def api_history():
     """Past imports, newest first."""
-    from analytics.importing import import_history
+    from analytics.center.imports import import_history
     return jsonify(imports=import_history(get_db()))
 
 

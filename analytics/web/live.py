@@ -27,6 +27,9 @@ from manyi.periods import Quarter, day_bounds, to_local, week_bounds
 from manyi.protocol import BASIC, RATING_LABELS, RATINGS, SATISFIED, UNSATISFIED
 
 from . import auth
+from analytics import accounts
+from analytics.center import accounts as accounts_db
+
 from .auth import audit, check_county, current_user, login_required, roles_required, visible_counties
 from .context import county_of, get_clock, get_db, get_registry, get_store, resources
 
@@ -323,7 +326,7 @@ def _has_problem(row: dict) -> bool:
 @roles_required("auditor")
 def audit_page():
     """The audit log (the audit administrator only; nobody can change it)."""
-    entries = auth.audit_entries(get_db(), limit=request.args.get("limit", 300, type=int),
+    entries = accounts_db.audit_entries(get_db(), limit=request.args.get("limit", 300, type=int),
                                  action=request.args.get("action") or None, username=request.args.get("user") or None)
     return render_template("audit.html", entries=entries, action=request.args.get("action", ""),
                            user=request.args.get("user", ""))
@@ -333,8 +336,8 @@ def audit_page():
 @roles_required("admin", "security")
 def users():
     """The accounts and API tokens (system and security administrators)."""
-    return render_template("admin_users.html", users=auth.list_users(get_db()), counties=get_registry().counties,
-                           roles=auth.BUSINESS_ROLES, form={})
+    return render_template("admin_users.html", users=accounts_db.list_users(get_db()), counties=get_registry().counties,
+                           roles=accounts.BUSINESS_ROLES, form={})
 
 
 @bp.route("/admin/users", methods=["POST"])
@@ -344,14 +347,14 @@ def add_user():
     accounts are made on the server only (``manyi user add``)."""
     db, registry, form = get_db(), get_registry(), request.form
     try:
-        if form.get("role", "") not in auth.BUSINESS_ROLES:
-            raise auth.AuthError("管理员账户（系统、安全、审计）只能在服务器上用 manyi user add 创建")
-        auth.create_user(db, form.get("username", ""), form.get("password", ""), form.get("role", ""),
+        if form.get("role", "") not in accounts.BUSINESS_ROLES:
+            raise accounts.AuthError("管理员账户（系统、安全、审计）只能在服务器上用 manyi user add 创建")
+        accounts_db.create_user(db, form.get("username", ""), form.get("password", ""), form.get("role", ""),
                          form.get("county_code") or None, registry=registry, now=get_clock().now())
-    except auth.AuthError as exc:
+    except accounts.AuthError as exc:
         flash(f"未能添加用户：{exc}", "error")
-        return render_template("admin_users.html", users=auth.list_users(db), counties=registry.counties,
-                               roles=auth.BUSINESS_ROLES, form=form), 400
+        return render_template("admin_users.html", users=accounts_db.list_users(db), counties=registry.counties,
+                               roles=accounts.BUSINESS_ROLES, form=form), 400
     audit("user.add", {"username": form.get("username"), "role": form.get("role"),
                        "county_code": form.get("county_code") or None})
     flash(f"已添加用户 {form.get('username')}")
@@ -366,18 +369,18 @@ def user_action(username: str, action: str):
     try:
         if action not in ("disable", "enable", "password"):
             abort(404)
-        target = auth.get_user(db, username)
+        target = accounts_db.get_user(db, username)
         if target is None:
-            raise auth.AuthError(f"用户 {username} 不存在")
-        if target.role in auth.ADMIN_ROLES:
-            raise auth.AuthError("管理员账户只能在服务器上用 manyi user 命令管理")
+            raise accounts.AuthError(f"用户 {username} 不存在")
+        if target.role in accounts.ADMIN_ROLES:
+            raise accounts.AuthError("管理员账户只能在服务器上用 manyi user 命令管理")
         if action == "disable":
-            auth.set_disabled(db, username, True)
+            accounts_db.set_disabled(db, username, True)
         elif action == "enable":
-            auth.set_disabled(db, username, False)
+            accounts_db.set_disabled(db, username, False)
         else:
-            auth.set_password(db, username, request.form.get("password", ""))
-    except auth.AuthError as exc:
+            accounts_db.set_password(db, username, request.form.get("password", ""))
+    except accounts.AuthError as exc:
         flash(f"操作失败：{exc}", "error")
         return redirect(url_for("live.users"))
     audit(f"user.{action}", {"username": username})
@@ -627,7 +630,7 @@ def api_terminals():
 @roles_required("auditor")
 def api_audit():
     """The newest audit entries (the audit administrator)."""
-    return jsonify(entries=auth.audit_entries(get_db(), limit=request.args.get("limit", 200, type=int),
+    return jsonify(entries=accounts_db.audit_entries(get_db(), limit=request.args.get("limit", 200, type=int),
                                               action=request.args.get("action") or None,
                                               username=request.args.get("user") or None))
 
@@ -661,7 +664,7 @@ def init_app(app) -> None:
         user = current_user()
         if user is not None and user.role in auth.ROLE_ENDPOINTS:
             items = []                     # the security and audit administrators see no data pages
-        if user is not None and user.role in auth.ADMIN_ROLES:
+        if user is not None and user.role in accounts.ADMIN_ROLES:
             items += [("/audit", "审计日志"), ("/admin/users", "用户管理")]
         if user is not None:
             items += [("/account", "修改密码")]
@@ -706,7 +709,7 @@ def audit_detail(detail, action: str | None = None) -> str:
     """Template filter: an audit detail dict as ``键：值；…`` in Chinese (empty values left out)."""
     if not isinstance(detail, dict):
         return "" if detail is None else str(detail)
-    roles = auth.ROLE_LABELS
+    roles = accounts.ROLE_LABELS
     parts = []
     for key, value in detail.items():
         if value is None or value == "":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, abort, current_app, render_template, request
 
 from manyi.exc import ManyiError
 from manyi.periods import Quarter

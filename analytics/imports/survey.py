@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,8 +24,9 @@ from manyi.exc import ImportFileError
 from manyi.periods import Quarter
 from manyi.registry import Registry
 
-from .importing import (
-    IMPORTS_SCHEMA,
+from analytics.center import imports as stored
+
+from . import (
     Column,
     data_rows,
     ImportReport,
@@ -34,7 +34,6 @@ from .importing import (
     UnitMatcher,
     UnitMatchError,
     clean_text,
-    commit_import,
     compact,
     csv_template,
     excel_template,
@@ -71,32 +70,6 @@ ANSWERS = {
     "na": EXCLUDED, "n/a": EXCLUDED, "-": EXCLUDED, "无": EXCLUDED, "notrated": EXCLUDED,
 }
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS survey_answers (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    quarter TEXT NOT NULL,
-    row_key TEXT NOT NULL,
-    import_id INTEGER,
-    answered_at TEXT NOT NULL,         -- China time, ISO 8601
-    level TEXT NOT NULL,               -- county | township
-    code TEXT NOT NULL,
-    county_code TEXT NOT NULL,
-    rating TEXT NOT NULL,              -- satisfied | basic | unsatisfied | excluded
-    answer TEXT NOT NULL,              -- the answer as written (cleaned)
-    phone_last4 TEXT NOT NULL,
-    phone_hash TEXT NOT NULL,          -- HMAC-SHA256(salt, digits), 16 hex; '' when no phone
-    note TEXT NOT NULL,                -- digit runs of 7+ masked
-    source_row INTEGER NOT NULL,
-    UNIQUE (quarter, row_key)
-);
-CREATE INDEX IF NOT EXISTS survey_answers_quarter ON survey_answers (quarter, level, code);
-CREATE TABLE IF NOT EXISTS center_secrets (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
-
-
 # --------------------------------------------------------------------------- phones
 
 
@@ -105,9 +78,7 @@ def phone_salt(db) -> bytes:
     env = os.environ.get("MANYI_PHONE_SALT")
     if env:
         return env.encode("utf-8")
-    db.ensure(SCHEMA)
-    db.execute("INSERT OR IGNORE INTO center_secrets (name, value) VALUES ('phone_salt', ?)", (secrets.token_hex(32),))
-    return db.query("SELECT value FROM center_secrets WHERE name = 'phone_salt'")[0]["value"].encode("utf-8")
+    return stored.secret(db, "phone_salt").encode("utf-8")
 
 
 def normalise_phone(text: str) -> str:
@@ -167,8 +138,6 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
     header = find_header(table, COLUMNS)
     if "county" not in header.columns and "township" not in header.columns and "code" not in header.columns:
         raise ImportFileError(f"{table.filename}: no unit column: need 县区 and/or 乡镇(街道) (or 单位代码)")
-    db.ensure(SCHEMA)
-    db.ensure(IMPORTS_SCHEMA)
     salt = phone_salt(db)
     matcher = UnitMatcher(registry)
     report = ImportReport("survey", table.filename, str(quarter), header_row=header.row, encoding=table.encoding,
@@ -239,19 +208,15 @@ def import_survey(db, registry: Registry, source: str | Path | bytes, quarter: Q
 
     def write(conn, import_id: int) -> None:
         if replace:
-            report.replaced = conn.execute("DELETE FROM survey_answers WHERE quarter = ?", (str(quarter),)).rowcount
-        present = {row[0] for row in conn.execute("SELECT row_key FROM survey_answers WHERE quarter = ?",
-                                                  (str(quarter),))}
+            report.replaced = stored.delete_survey(conn, str(quarter))
+        present = stored.survey_keys(conn, str(quarter))
         new = [record for record in records if record[1] not in present]
-        conn.executemany(
-            "INSERT INTO survey_answers (quarter, row_key, answered_at, level, code, county_code, rating,"
-            " answer, phone_last4, phone_hash, note, source_row, import_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (record + (import_id,) for record in new))
+        stored.insert_survey(conn, (record + (import_id,) for record in new))
         report.imported = len(new)
         report.excluded = sum(1 for record in new if record[6] == EXCLUDED)
         report.already_present = len(records) - len(new)
 
-    return commit_import(db, report, write)
+    return stored.commit_import(db, report, write)
 
 
 # --------------------------------------------------------------------------- queries
@@ -266,33 +231,20 @@ def survey_counts(db, quarter: Quarter, include_excluded: bool = False):
     """
     import pandas as pd
 
-    db.ensure(SCHEMA)
-    sql = ("SELECT level, code, rating, COUNT(*) AS n FROM survey_answers WHERE quarter = ?"
-           + ("" if include_excluded else " AND rating != 'excluded'")
-           + " GROUP BY level, code, rating ORDER BY level, code, rating")
-    rows = db.query(sql, (str(quarter),))
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=["level", "code", "rating", "n"])
+    rows = stored.survey_count_rows(db, str(quarter), include_excluded)
+    frame = pd.DataFrame(rows, columns=["level", "code", "rating", "n"])
     frame["n"] = frame["n"].astype("int64")
     return frame
 
 
 def survey_summary(db, quarter: Quarter) -> dict:
     """answers, rated, excluded, repeat phone numbers and units of the quarter's survey."""
-    db.ensure(SCHEMA)
-    row = db.query(
-        "SELECT COUNT(*) AS answers, SUM(rating != 'excluded') AS rated, SUM(rating = 'excluded') AS excluded,"
-        " COUNT(DISTINCT level || code) AS units FROM survey_answers WHERE quarter = ?", (str(quarter),))[0]
-    repeats = db.query(
-        "SELECT COUNT(*) AS n FROM (SELECT phone_hash FROM survey_answers WHERE quarter = ? AND phone_hash != ''"
-        " GROUP BY phone_hash HAVING COUNT(*) > 1)", (str(quarter),))[0]["n"]
-    return {"quarter": str(quarter), "answers": row["answers"] or 0, "rated": row["rated"] or 0,
-            "excluded": row["excluded"] or 0, "units": row["units"] or 0, "repeat_phones": repeats}
+    return stored.survey_summary(db, str(quarter))
 
 
 def clear_survey(db, quarter: Quarter) -> int:
     """Delete the quarter's survey answers; return how many."""
-    db.ensure(SCHEMA)
-    return db.execute("DELETE FROM survey_answers WHERE quarter = ?", (str(quarter),)).rowcount
+    return stored.delete_survey(db, str(quarter))
 
 
 def survey_template(fmt: str = "xlsx") -> bytes:

@@ -17,15 +17,15 @@ from manyi.exc import ImportFileError
 from manyi.periods import Quarter
 from manyi.registry import Registry
 
-from .importing import (
-    IMPORTS_SCHEMA,
+from analytics.center import imports as stored
+
+from . import (
     Column,
     data_rows,
     ImportReport,
     ProgressCallback,
     UnitMatcher,
     UnitMatchError,
-    commit_import,
     csv_template,
     excel_template,
     find_header,
@@ -42,19 +42,6 @@ COLUMNS = (
                                  "composite score", "base score"), required=True),
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS base_scores (
-    quarter TEXT NOT NULL,
-    level TEXT NOT NULL,               -- county | township
-    code TEXT NOT NULL,
-    score REAL NOT NULL,
-    import_id INTEGER,
-    source_row INTEGER NOT NULL,
-    PRIMARY KEY (quarter, level, code)
-);
-"""
-
-
 def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Quarter, *,
                   filename: str | None = None, replace: bool = True, partial: bool = False,
                   progress: ProgressCallback | None = None, max_score: float = 100.0) -> ImportReport:
@@ -65,8 +52,6 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
     header = find_header(table, COLUMNS)
     if not {"code", "county", "township", "name"} & set(header.columns):
         raise ImportFileError(f"{table.filename}: no unit column: need 代码, 县区 and/or 乡镇(街道)")
-    db.ensure(SCHEMA)
-    db.ensure(IMPORTS_SCHEMA)
     matcher = UnitMatcher(registry)
     report = ImportReport("scores", table.filename, str(quarter), header_row=header.row, encoding=table.encoding,
                           partial=partial)
@@ -116,9 +101,8 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
 
     def write(conn, import_id: int) -> None:
         if replace:
-            report.replaced = conn.execute("DELETE FROM base_scores WHERE quarter = ?", (str(quarter),)).rowcount
-        existing = {(r[0], r[1]): r[2] for r in conn.execute(
-            "SELECT level, code, score FROM base_scores WHERE quarter = ?", (str(quarter),))}
+            report.replaced = stored.delete_scores(conn, str(quarter))
+        existing = stored.stored_scores(conn, str(quarter))
         for record in records:
             key = (record[1], record[2])
             if key in existing:
@@ -130,11 +114,10 @@ def import_scores(db, registry: Registry, source: str | Path | bytes, quarter: Q
                                   f"{matcher.describe(record[2])} 已有得分 {existing[key]:g}；要更正请选择替换导入",
                                   "conflict")
                 continue
-            conn.execute("INSERT INTO base_scores (quarter, level, code, score, source_row, import_id)"
-                         " VALUES (?, ?, ?, ?, ?, ?)", record + (import_id,))
+            stored.insert_score(conn, *record, import_id)
             report.imported += 1
 
-    return commit_import(db, report, write)
+    return stored.commit_import(db, report, write)
 
 
 def _split_name(matcher: UnitMatcher, name: str) -> tuple[str, str]:
@@ -150,17 +133,14 @@ def base_scores(db, quarter: Quarter):
     """The quarter's composite scores: DataFrame with columns level ("county"|"township"), code, score."""
     import pandas as pd
 
-    db.ensure(SCHEMA)
-    rows = db.query("SELECT level, code, score FROM base_scores WHERE quarter = ? ORDER BY level, code", (str(quarter),))
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=["level", "code", "score"])
+    frame = pd.DataFrame(stored.score_rows(db, str(quarter)), columns=["level", "code", "score"])
     frame["score"] = frame["score"].astype("float64")
     return frame
 
 
 def clear_scores(db, quarter: Quarter) -> int:
     """Delete the quarter's scores; return how many."""
-    db.ensure(SCHEMA)
-    return db.execute("DELETE FROM base_scores WHERE quarter = ?", (str(quarter),)).rowcount
+    return stored.delete_scores(db, str(quarter))
 
 
 def scores_template(fmt: str = "xlsx", registry: Registry | None = None) -> bytes:

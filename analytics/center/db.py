@@ -1,10 +1,12 @@
-"""The control center's own database (SQLite): survey answers, base scores, published
-quarterly results, follow-up cases, users and the audit log.
+"""The control center's own database (SQLite): accounts and the audit log, the active
+registry, imports (survey answers, base scores), published quarterly results, follow-up
+cases and alerts.
 
 Votes are not here: they live in the vote store (collector.stores), which may be
-InfluxDB. Each module that keeps tables here declares its schema as a string of
-``CREATE TABLE IF NOT EXISTS`` statements and calls :meth:`CenterDB.ensure` with it;
-there is no global state: callers pass the CenterDB object around.
+InfluxDB. Every table is created and changed by the numbered migrations
+(:mod:`analytics.center.migrations`), applied when the database is opened; every SQL
+statement on these tables is in this package, one module per concern. There is no global
+state: callers pass the CenterDB object around.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+
+from .migrations import Migration, migrate
 
 
 def in_clause(column: str, values) -> tuple[str, list]:
@@ -25,7 +29,9 @@ def in_clause(column: str, values) -> tuple[str, list]:
 
 
 class CenterDB:
-    """A small wrapper over one SQLite file (WAL, foreign keys on), safe to share between threads.
+    """The control center's database, migrated to this software's version when opened.
+
+    A small wrapper over one SQLite file (WAL, foreign keys on), safe to share between threads.
 
     Writes (:meth:`execute`, :meth:`transaction`) go through one connection under a lock.
     :meth:`query` outside a transaction reads through a connection of the calling thread, so
@@ -35,7 +41,7 @@ class CenterDB:
     and sees its own uncommitted rows.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, migrations: list[Migration] | None = None):
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -45,24 +51,17 @@ class CenterDB:
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=30000")
         self.lock = threading.RLock()
-        self._ensured: set[str] = set()
         self._writer_thread: int | None = None     # the thread inside transaction(), if any
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()          # not self.lock: a writer may hold that one
         self._closed = False
-
-    def ensure(self, schema: str, upgrade=None) -> None:
-        """Create the tables of ``schema`` if they do not exist (once per process and schema);
-        then ``upgrade(conn)``, if given, adds what older databases lack (in one transaction)."""
-        if schema in self._ensured:
-            return
-        with self.lock:
-            self.conn.executescript(schema)
-            if upgrade is not None:
-                with self.transaction() as conn:
-                    upgrade(conn)
-            self._ensured.add(schema)
+        try:
+            with self.lock:
+                self.applied = migrate(self.conn, migrations)
+        except BaseException:
+            self.conn.close()
+            raise
 
     def execute(self, sql: str, params=()) -> sqlite3.Cursor:
         """Run one statement (autocommit unless inside :meth:`transaction`)."""

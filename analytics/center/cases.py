@@ -1,0 +1,178 @@
+"""Follow-up cases (督办) in the control center's database: ``cases``, ``case_votes``,
+``case_notes``, ``holidays``, ``followup_settings`` and ``followup_state`` (the feed cursor).
+
+Plain storage; the rules (grouping, deadlines, what an action accepts) are in
+analytics.cases. Functions that take ``conn`` run inside the caller's transaction
+(``with db.transaction() as conn``); the others take the CenterDB.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from .db import in_clause
+
+CASE_COLUMNS = ("id", "group_key", "window_id", "hall_id", "township_code", "county_code", "device", "status",
+                "opened_at", "first_vote_at", "last_vote_at", "deadline", "vote_count", "assignee",
+                "callback_result", "callback_note", "callback_at", "closed_at", "close_reason", "closed_by")
+
+
+def iso(moment: datetime) -> str:
+    """A stored instant: always UTC, so that the text sorts and compares in SQL."""
+    if moment.tzinfo is None:
+        raise ValueError("datetimes stored for cases must be timezone-aware")
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+# --- settings, holidays, state -----------------------------------------------------------
+
+def settings(db) -> dict:
+    """The stored settings (only those ever changed)."""
+    return {row["key"]: json.loads(row["value"]) for row in db.query("SELECT key, value FROM followup_settings")}
+
+
+def set_setting(db, key: str, value: int) -> None:
+    """Store one setting."""
+    db.execute("INSERT INTO followup_settings(key, value) VALUES (?, ?) "
+               "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+
+
+def holidays(db) -> list[dict]:
+    """Every holiday and 调休 workday (day, kind, name), by date."""
+    return [dict(row) for row in db.query("SELECT day, kind, name FROM holidays ORDER BY day")]
+
+
+def set_holiday(db, day: str, kind: str, name: str) -> None:
+    """Add or change one day of the holiday list."""
+    db.execute("INSERT INTO holidays(day, kind, name) VALUES (?, ?, ?) ON CONFLICT(day) DO UPDATE "
+               "SET kind = excluded.kind, name = excluded.name", (day, kind, name))
+
+
+def delete_holiday(db, day: str) -> bool:
+    """Remove one day from the holiday list; True when it was there."""
+    return db.execute("DELETE FROM holidays WHERE day = ?", (day,)).rowcount > 0
+
+
+def state(db, key: str) -> str | None:
+    """A stored state value (the feed cursor), or None."""
+    rows = db.query("SELECT value FROM followup_state WHERE key = ?", (key,))
+    return rows[0]["value"] if rows else None
+
+
+def set_state(conn, key: str, value: str | None) -> None:
+    """Store a state value."""
+    conn.execute("INSERT INTO followup_state(key, value) VALUES (?, ?) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+# --- attaching votes ---------------------------------------------------------------------
+
+def vote_known(conn, device: str, seq: int) -> bool:
+    """True when the vote is attached to a case already."""
+    return conn.execute("SELECT 1 FROM case_votes WHERE device = ? AND seq = ?", (device, seq)).fetchone() is not None
+
+
+def open_cases(conn, group_key: str) -> list[dict]:
+    """The group's cases that are not closed (id, first_vote_at, last_vote_at), latest vote first."""
+    return [dict(r) for r in conn.execute("SELECT id, first_vote_at, last_vote_at FROM cases WHERE group_key = ? "
+                                          "AND status != 'closed' ORDER BY last_vote_at DESC", (group_key,))]
+
+
+def extend_case(conn, case_id: int, first: datetime, last: datetime) -> None:
+    """Count one more vote in a case whose votes now span first..last."""
+    conn.execute("UPDATE cases SET first_vote_at = ?, last_vote_at = ?, vote_count = vote_count + 1 WHERE id = ?",
+                 (iso(first), iso(last), case_id))
+
+
+def insert_case(conn, *, group_key: str, place: dict, device: str, status: str, opened: datetime,
+                time: datetime, deadline: datetime) -> int:
+    """A new case of one vote at ``place`` (window_id, hall_id, township_code, county_code); return its id."""
+    cur = conn.execute(
+        "INSERT INTO cases(group_key, window_id, hall_id, township_code, county_code, device, status, "
+        "opened_at, first_vote_at, last_vote_at, deadline, vote_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,1)",
+        (group_key, place.get("window_id"), place.get("hall_id"), place.get("township_code"),
+         place.get("county_code"), device, status, iso(opened), iso(time), iso(time), deadline.isoformat()))
+    return cur.lastrowid
+
+
+def add_case_vote(conn, case_id: int, device: str, seq: int, time: datetime) -> None:
+    """Record that the vote (device, seq) belongs to the case."""
+    conn.execute("INSERT INTO case_votes(device, seq, case_id, time) VALUES (?, ?, ?, ?)",
+                 (device, seq, case_id, iso(time)))
+
+
+# --- reading and acting on cases -----------------------------------------------------------
+
+def case_rows(db, *, counties=None, county: str | None = None, status: str | None = None,
+              assignee: str | None = None, first_from: datetime | None = None, first_before: datetime | None = None,
+              limit: int = 1000) -> list[dict]:
+    """Cases newest first, filtered; ``counties`` (a set) restricts to those counties (empty: none)."""
+    where, params = [], []
+    if counties is not None:
+        if not counties:
+            return []
+        clause, values = in_clause("county_code", counties)
+        where.append(clause)
+        params += values
+    if county:
+        where.append("county_code = ?")
+        params.append(county)
+    if status == "active":
+        where.append("status != 'closed'")
+    elif status:
+        where.append("status = ?")
+        params.append(status)
+    if assignee:
+        where.append("assignee LIKE ?")
+        params.append(f"%{assignee}%")
+    if first_from:
+        where.append("first_vote_at >= ?")
+        params.append(iso(first_from))
+    if first_before:
+        where.append("first_vote_at < ?")
+        params.append(iso(first_before))
+    sql = "SELECT * FROM cases" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ?"
+    return [{key: r[key] for key in CASE_COLUMNS} for r in db.query(sql, (*params, int(limit)))]
+
+
+def case_row(db, case_id: int) -> dict | None:
+    """One case with its votes and notes, or None."""
+    rows = db.query("SELECT * FROM cases WHERE id = ?", (int(case_id),))
+    if not rows:
+        return None
+    case = {key: rows[0][key] for key in CASE_COLUMNS}
+    case["votes"] = [dict(r) for r in db.query(
+        "SELECT device, seq, time FROM case_votes WHERE case_id = ? ORDER BY time", (case["id"],))]
+    case["notes"] = [dict(r) for r in db.query(
+        "SELECT id, author, kind, text, created_at FROM case_notes WHERE case_id = ? ORDER BY id", (case["id"],))]
+    return case
+
+
+def case_status(conn, case_id: int) -> str | None:
+    """The case's status, or None when there is no such case."""
+    row = conn.execute("SELECT status FROM cases WHERE id = ?", (int(case_id),)).fetchone()
+    return row["status"] if row else None
+
+
+def add_note(conn, case_id: int, author: str, kind: str, text: str, now: datetime) -> None:
+    """Append a note (free text, or the record of an action) to the case."""
+    conn.execute("INSERT INTO case_notes(case_id, author, kind, text, created_at) VALUES (?,?,?,?,?)",
+                 (case_id, author, kind, text, iso(now)))
+
+
+def set_assignee(conn, case_id: int, assignee: str, status: str) -> None:
+    """Give the case to ``assignee`` with ``status``."""
+    conn.execute("UPDATE cases SET assignee = ?, status = ? WHERE id = ?", (assignee, status, case_id))
+
+
+def set_callback(conn, case_id: int, result: str, note: str, now: datetime) -> None:
+    """Record the 回访 result."""
+    conn.execute("UPDATE cases SET callback_result = ?, callback_note = ?, callback_at = ? WHERE id = ?",
+                 (result, note, iso(now), case_id))
+
+
+def set_closed(conn, case_id: int, status: str, reason: str, by: str, now: datetime) -> None:
+    """Close the case."""
+    conn.execute("UPDATE cases SET status = ?, closed_at = ?, close_reason = ?, closed_by = ? WHERE id = ?",
+                 (status, iso(now), reason, by, case_id))
