@@ -310,7 +310,7 @@ def _pick(rng: random.Random, weighted) -> str:
 
 def _simulate_case(db, case: dict, now: datetime, rng: random.Random, late_share: float, stuck_share: float) -> bool:
     """Apply one case's simulated history through the real followup actions, stopping at ``now``; False if none."""
-    from analytics import followup as fu
+    from analytics import cases as fu
 
     by, text = SIMULATED_ACTOR, SIMULATED_TEXT_PREFIX
     deadline = datetime.fromisoformat(case["deadline"])
@@ -358,10 +358,9 @@ def seed_followup(store, db, registry, now: datetime, *, seed: int = SEED, recen
     again with the same ``now`` changes nothing and the same seed gives the same states.
     The audit log is not written: it records what real users did.
     """
-    from analytics import followup as fu
+    from analytics import cases as fu
     from collector.stores import FLAG_TEST
 
-    fu.ensure(db)
     settings, cal = fu.get_settings(db), fu.calendar(db)
     start = now - timedelta(days=settings["backfill_days"])
     for vote in store.votes(start, now + timedelta(minutes=10), ratings=[UNSATISFIED]):

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from analytics import alerting as al
+from analytics import alerts as al
 from followup_fixtures import DEV_A1, DEV_A2, DEV_B1, small_registry, vote
 from manyi.periods import CHINA_TZ
 from manyi.registry import Assignment, Window

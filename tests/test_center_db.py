@@ -7,12 +7,15 @@ import threading
 import pytest
 
 from analytics.center import CenterDB
+from analytics.center.migrations import Migration
+
+# A database of one table of its own (not the control center's migrations).
+ONLY_T = [Migration(1, "t", "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT);")]
 
 
 @pytest.fixture
 def db(tmp_path):
-    center = CenterDB(tmp_path / "center.db")
-    center.ensure("CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT);")
+    center = CenterDB(tmp_path / "center.db", migrations=ONLY_T)
     yield center
     center.close()
 
@@ -64,9 +67,8 @@ def test_reads_are_read_only_and_close_closes_every_connection(db):
 
 
 def test_memory_database_reads_through_its_one_connection():
-    center = CenterDB(":memory:")
-    center.ensure("CREATE TABLE IF NOT EXISTS t (k INTEGER);")
-    center.execute("INSERT INTO t VALUES (1)")
+    center = CenterDB(":memory:", migrations=ONLY_T)
+    center.execute("INSERT INTO t (k) VALUES (1)")
     got = []
     worker = threading.Thread(target=lambda: got.append(center.query("SELECT k FROM t")[0]["k"]))
     worker.start()

@@ -124,7 +124,7 @@ FOLLOWUP_NOW = datetime(2026, 11, 20, 15, tzinfo=CHINA_TZ)   # a Friday afternoo
 
 def _seeded_followup(tmp_path, registry, props, name="a"):
     """Votes of 30 terminals over six weeks up to today's midnight, then seed_followup; (result, db, cases)."""
-    from analytics import followup as fu
+    from analytics import cases as fu
     from manyi.periods import local_midnight
 
     few = dict(sorted(props.items())[:30])
@@ -145,7 +145,7 @@ def _state(cases):
 
 
 def test_seeded_cases_have_a_simulated_follow_up_history(tmp_path, registry, props):
-    from analytics import followup as fu
+    from analytics import cases as fu
 
     result, again, synced, db, cases = _seeded_followup(tmp_path, registry, props)
     try:

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from analytics import followup as fu
+from analytics import cases as fu
 from manyi.periods import CHINA_TZ
 
 NATIONAL_DAY = [date(2026, 10, d) for d in range(1, 8)]

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from analytics import followup as fu
+from analytics import cases as fu
 from followup_fixtures import DEV_A1, DEV_A2, DEV_B1, small_registry, vote
 from manyi.periods import CHINA_TZ
 

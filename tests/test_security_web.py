@@ -190,7 +190,7 @@ def test_every_route_by_role(sec_app):
 
 def other_county_requests(app):
     """Requests of user "county" (牡丹区) about 曹县 (371721): every one must be refused."""
-    from analytics import alerting as al
+    from analytics import alerts as al
     db = get_db(app)
     al.evaluate(get_store(app), db, app.extensions["manyi"].registry, app.extensions["manyi"].clock.now())
     alerts = {a["county_code"]: a["id"] for a in al.list_alerts(db, counties=None, limit=50)}

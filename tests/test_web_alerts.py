@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from analytics import alerting as al
+from analytics import alerts as al
 from analytics.center.accounts import audit_entries
 from analytics.web.context import get_db
 from plugin_web import DEVICE_A, DEVICE_B, write_votes

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from openpyxl import load_workbook
 
-from analytics import followup as fu
+from analytics import cases as fu
 from analytics.center.accounts import audit_entries
 from analytics.web.context import get_db
 from plugin_web import DEVICE_A, DEVICE_B, write_votes

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-from analytics import alerting as al
-from analytics import followup as fu
+from analytics import alerts as al
+from analytics import cases as fu
 from analytics.web import create_app
 from analytics.web.context import get_db, get_store, resources
 from plugin_web import DEVICE_A, write_votes

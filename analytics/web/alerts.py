@@ -13,7 +13,7 @@ import threading
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from analytics import alerting as al
+from analytics import alerts as al
 
 from .auth import audit, check_county, current_user, login_required, roles_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store
@@ -37,9 +37,7 @@ def refresh(app=None) -> list[int]:
 
 
 def init_app(app) -> None:
-    """Create the tables and start the evaluation worker when BACKGROUND_WORKERS is on."""
-    with app.app_context():
-        al.ensure(get_db(app))
+    """Start the evaluation worker when BACKGROUND_WORKERS is on."""
     if not app.config.get("BACKGROUND_WORKERS"):
         return
     stop = threading.Event()

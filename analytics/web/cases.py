@@ -14,7 +14,7 @@ from datetime import date, datetime
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from analytics import followup as fu
+from analytics import cases as fu
 
 from .auth import audit, check_county, current_user, login_required, roles_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store
@@ -43,8 +43,6 @@ def refresh(app=None) -> fu.SyncResult | None:
 
 def init_app(app) -> None:
     """Start the case sync worker when BACKGROUND_WORKERS is on."""
-    with app.app_context():
-        fu.ensure(get_db(app))
     if not app.config.get("BACKGROUND_WORKERS"):
         return
     stop = threading.Event()

@@ -1,0 +1,243 @@
+"""不满意督办: every unsatisfied vote opens or joins a follow-up case.
+
+The rules are in :mod:`.rules` (pure: working days, grouping, deadlines, what an action
+accepts); the tables in analytics.center.cases. Here the two meet: :func:`sync_cases` reads
+new votes from the vote store's live feed (cursor kept in the center database) and is
+idempotent (a vote is attached to at most one case, keyed by (device, seq)); a case is
+placed where its terminal stood at the time of the vote (the one attribution); and the
+case actions check their input, then write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Iterable
+
+from collector.stores.base import FLAG_TEST
+from manyi.periods import local_midnight
+
+from ..center import cases as stored
+from ..model.attribution import locate_one, places
+from .rules import (
+    CALLBACK_RESULTS, DEFAULT_SETTINGS, HOLIDAY, STATUS_ASSIGNED, STATUS_CLOSED, STATUS_LABELS, STATUS_OPEN,
+    STATUSES, UNSATISFIED, WORKDAY, CaseError, add_working_days, check_holiday, check_setting, check_text,
+    is_overdue, is_working_day, joins_case, working_days_between, working_deadline,
+)
+
+__all__ = [
+    "CALLBACK_RESULTS", "DEFAULT_SETTINGS", "HOLIDAY", "STATUSES", "STATUS_ASSIGNED", "STATUS_CLOSED", "STATUS_LABELS",
+    "STATUS_OPEN", "WORKDAY", "CaseError", "SyncResult", "add_note", "add_working_days", "assign_case", "attach_vote",
+    "calendar", "case_counts", "close_case", "delete_holiday", "get_case", "get_settings", "is_overdue",
+    "is_working_day", "joins_case", "list_cases", "list_holidays", "record_callback", "set_holiday", "set_settings",
+    "sync_cases", "working_days_between", "working_deadline",
+]
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def get_settings(db) -> dict:
+    """The follow-up settings, defaults filled in."""
+    return dict(DEFAULT_SETTINGS) | stored.settings(db)
+
+
+def set_settings(db, **values) -> dict:
+    """Change settings (deadline_days 0..60, group_minutes 0..1440, backfill_days 0..366); return all."""
+    checked = {key: check_setting(key, value) for key, value in values.items()}
+    for key, number in checked.items():
+        stored.set_setting(db, key, number)
+    return get_settings(db)
+
+
+def list_holidays(db) -> list[dict]:
+    """Every holiday and 调休 workday, by date."""
+    return stored.holidays(db)
+
+
+def calendar(db) -> tuple[frozenset[date], frozenset[date]]:
+    """(holidays, make-up workdays) as sets of dates."""
+    rows = list_holidays(db)
+    return (frozenset(date.fromisoformat(r["day"]) for r in rows if r["kind"] == HOLIDAY),
+            frozenset(date.fromisoformat(r["day"]) for r in rows if r["kind"] == WORKDAY))
+
+
+def set_holiday(db, day: date | str, kind: str = HOLIDAY, name: str = "") -> None:
+    """Add or change one day of the holiday list (kind 'holiday' or 'workday' for 调休)."""
+    day = check_holiday(day, kind)
+    stored.set_holiday(db, day.isoformat(), kind, (name or "").strip()[:50])
+
+
+def delete_holiday(db, day: date | str) -> bool:
+    """Remove one day from the holiday list; True when it was there."""
+    text = day.isoformat() if isinstance(day, date) else str(day).strip()
+    return stored.delete_holiday(db, text)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one :func:`sync_cases` run did."""
+
+    seen: int = 0        # unsatisfied votes read
+    opened: int = 0      # new cases
+    joined: int = 0      # votes added to an existing case
+    known: int = 0       # votes already attached to a case (idempotence)
+
+
+def _place(registry, device: str, at: datetime) -> dict | None:
+    """Where the terminal stood at ``at`` (the one attribution), or None."""
+    if registry is None:
+        return None
+    return locate_one(places(registry), device, at)
+
+
+def attach_vote(db, registry, device: str, seq: int, time: datetime, now: datetime,
+                settings: dict | None = None, cal=None) -> str:
+    """Attach one unsatisfied vote to a case; return 'opened', 'joined' or 'known'."""
+    settings = settings or get_settings(db)
+    holidays, workdays = cal or calendar(db)
+    place = _place(registry, device, time)
+    group_key = place["window_id"] if place else f"device:{device}"
+    with db.transaction() as conn:
+        if stored.vote_known(conn, device, seq):
+            return "known"
+        target = next((row for row in stored.open_cases(conn, group_key)
+                       if joins_case(_dt(row["first_vote_at"]), _dt(row["last_vote_at"]), time,
+                                     settings["group_minutes"])), None)
+        if target is not None:
+            stored.extend_case(conn, target["id"], min(_dt(target["first_vote_at"]), time),
+                               max(_dt(target["last_vote_at"]), time))
+            case_id, outcome = target["id"], "joined"
+        else:
+            deadline = working_deadline(time, settings["deadline_days"], holidays, workdays)
+            case_id = stored.insert_case(conn, group_key=group_key, place=place or {}, device=device,
+                                         status=STATUS_OPEN, opened=now, time=time, deadline=deadline)
+            outcome = "opened"
+        stored.add_case_vote(conn, case_id, device, seq, time)
+    return outcome
+
+
+def sync_cases(store, db, registry, now: datetime, limit: int = 500) -> SyncResult:
+    """Read new votes from ``store.feed`` after the cursor kept in ``db``; open or join cases.
+
+    On the very first run (no cursor yet) unsatisfied votes of the last ``backfill_days``
+    are read with ``store.votes`` so that nothing before the center started is missed.
+    Running it again with nothing new changes nothing.
+    """
+    settings = get_settings(db)
+    cal = calendar(db)
+    counts = {"opened": 0, "joined": 0, "known": 0}
+    seen = 0
+    cursor = stored.state(db, "feed_cursor")
+    if not cursor:
+        latest = store.feed(after=None, limit=1)
+        start = now - timedelta(days=settings["backfill_days"])
+        for vote in store.votes(start, now + timedelta(minutes=10), ratings=[UNSATISFIED]):
+            if FLAG_TEST in vote.flags:
+                continue
+            seen += 1
+            counts[attach_vote(db, registry, vote.device, vote.seq, vote.time, now, settings, cal)] += 1
+        if not latest:
+            # An empty store: no cursor yet, the next run backfills again (idempotently).
+            return SyncResult(seen=seen, **counts)
+        cursor = latest[-1].cursor
+        with db.transaction() as conn:
+            stored.set_state(conn, "feed_cursor", cursor)
+    while True:
+        items = store.feed(after=cursor, limit=limit)
+        if not items:
+            break
+        for item in items:
+            if item.rating != UNSATISFIED or FLAG_TEST in item.flags:
+                continue
+            seen += 1
+            counts[attach_vote(db, registry, item.device, item.seq, item.time, now, settings, cal)] += 1
+        cursor = items[-1].cursor
+        with db.transaction() as conn:
+            stored.set_state(conn, "feed_cursor", cursor)
+        if len(items) < limit:
+            break
+    return SyncResult(seen=seen, **counts)
+
+
+# --- reading and acting on cases ------------------------------------------------------
+
+def _with_flags(case: dict, now: datetime) -> dict:
+    case["overdue"] = is_overdue(case, now)
+    case["status_label"] = STATUS_LABELS.get(case["status"], case["status"])
+    return case
+
+
+def list_cases(db, now: datetime, *, counties: Iterable[str] | None = None, county: str | None = None,
+               status: str | None = None, overdue: bool | None = None, assignee: str | None = None,
+               date_from: date | None = None, date_to: date | None = None, limit: int = 1000) -> list[dict]:
+    """Cases newest first, filtered; ``counties`` (a set) restricts to what a user may see."""
+    rows = stored.case_rows(
+        db, counties=None if counties is None else set(counties), county=county, status=status, assignee=assignee,
+        first_from=local_midnight(date_from) if date_from else None,
+        first_before=local_midnight(date_to + timedelta(days=1)) if date_to else None, limit=limit)
+    cases = [_with_flags(r, now) for r in rows]
+    if overdue is not None:
+        cases = [c for c in cases if c["overdue"] == overdue]
+    return cases
+
+
+def get_case(db, case_id: int, now: datetime) -> dict | None:
+    """One case with its votes and notes, or None."""
+    case = stored.case_row(db, case_id)
+    return None if case is None else _with_flags(case, now)
+
+
+def _require_case(conn, case_id: int, *, open_only: bool = True) -> None:
+    status = stored.case_status(conn, case_id)
+    if status is None:
+        raise CaseError(f"督办件 {case_id} 不存在")
+    if open_only and status == STATUS_CLOSED:
+        raise CaseError(f"督办件 {case_id} 已办结，不能再修改")
+
+
+def assign_case(db, case_id: int, assignee: str, by: str, now: datetime) -> None:
+    """Give the case to ``assignee`` (a name, 1..50 characters)."""
+    assignee = check_text(assignee, "承办人", 50)
+    with db.transaction() as conn:
+        _require_case(conn, case_id)
+        stored.set_assignee(conn, case_id, assignee, STATUS_ASSIGNED)
+        stored.add_note(conn, case_id, by, "assign", f"指派给 {assignee}", now)
+
+
+def add_note(db, case_id: int, text: str, by: str, now: datetime) -> None:
+    """Add a free-text note (1..2000 characters)."""
+    text = check_text(text, "备注", 2000)
+    with db.transaction() as conn:
+        _require_case(conn, case_id, open_only=False)
+        stored.add_note(conn, case_id, by, "note", text, now)
+
+
+def record_callback(db, case_id: int, result: str, note: str, by: str, now: datetime) -> None:
+    """Record the 回访 (call-back) result: one of CALLBACK_RESULTS, with an optional note."""
+    if result not in CALLBACK_RESULTS:
+        raise CaseError(f"回访结果应为 {'、'.join(CALLBACK_RESULTS)} 之一")
+    note = (note or "").strip()[:2000]
+    with db.transaction() as conn:
+        _require_case(conn, case_id)
+        stored.set_callback(conn, case_id, result, note, now)
+        stored.add_note(conn, case_id, by, "callback", f"回访结果：{result}" + (f"；{note}" if note else ""), now)
+
+
+def close_case(db, case_id: int, reason: str, by: str, now: datetime) -> None:
+    """Close the case with a reason (1..500 characters)."""
+    reason = check_text(reason, "办结原因", 500)
+    with db.transaction() as conn:
+        _require_case(conn, case_id)
+        stored.set_closed(conn, case_id, STATUS_CLOSED, reason, by, now)
+        stored.add_note(conn, case_id, by, "close", f"办结：{reason}", now)
+
+
+def case_counts(db, now: datetime, counties: Iterable[str] | None = None) -> dict:
+    """Totals for a dashboard: {"active": n, "overdue": n, "closed": n}."""
+    cases = list_cases(db, now, counties=counties, limit=100000)
+    return {"active": sum(c["status"] != STATUS_CLOSED for c in cases),
+            "overdue": sum(c["overdue"] for c in cases),
+            "closed": sum(c["status"] == STATUS_CLOSED for c in cases)}
+
