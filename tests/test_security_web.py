@@ -33,19 +33,19 @@ PUBLIC = {
     "auth.login": "the login form itself (POST is CSRF-checked and rate limited)",
     "auth.logout": "POST only and CSRF-checked; ending an anonymous session is harmless",
     "static": "CSS, JavaScript and icons: no data",
-    "live.plotly_js": "the plotly library file from the installed package",
-    "live.favicon": "the tab icon",
-    "live.topojson": "a constant, empty base map (the name is never used to open a file)",
+    "assets.plotly_js": "the plotly library file from the installed package",
+    "assets.favicon": "the tab icon",
+    "assets.topojson": "a constant, empty base map (the name is never used to open a file)",
     "openapi.openapi_json": "the API description: paths and parameters, no data",
 }
 ALL_USERS = frozenset(USERS)
 EVERYONE = ALL_USERS - {"security", "auditor"}     # the users who see data (三员分立: not those two)
 # endpoint -> the users (see plugin_web.USERS) that may use it; every other logged-in user gets 403.
 ACCESS = {
-    "live.index": EVERYONE, "live.terminals": EVERYONE, "live.api_map": EVERYONE, "live.api_feed": EVERYONE,
-    "live.api_stream": EVERYONE, "live.api_terminals": EVERYONE, "live.api_me": ALL_USERS,
-    "live.audit_page": {"auditor"}, "live.api_audit": {"auditor"}, "live.users": {"admin", "security"}, "live.add_user": {"admin"},
-    "live.user_action": {"admin"}, "auth.revoke_token_view": {"security"}, "auth.issue_token_view": {"security"},
+    "live.index": EVERYONE, "terminals.terminals": EVERYONE, "live.api_map": EVERYONE, "live.api_feed": EVERYONE,
+    "live.api_stream": EVERYONE, "terminals.api_terminals": EVERYONE, "auth.api_me": ALL_USERS,
+    "admin.audit_page": {"auditor"}, "admin.api_audit": {"auditor"}, "admin.users": {"admin", "security"}, "admin.add_user": {"admin"},
+    "admin.user_action": {"admin"}, "auth.revoke_token_view": {"security"}, "auth.issue_token_view": {"security"},
     "auth.account": ALL_USERS,
     "alerts.index": EVERYONE, "alerts.api_alerts": EVERYONE, "alerts.api_rules": EVERYONE, "alerts.ack": EVERYONE,
     "alerts.api_ack": EVERYONE, "alerts.save_rule": {"admin", "city"}, "alerts.delete_rule": {"admin", "city"},
@@ -62,7 +62,7 @@ ACCESS = {
 # Values for the URL variables: everything points into 牡丹区 (371702), the county of user "county".
 SAMPLE_VALUES = {"case_id": 1, "alert_id": 1, "rule_id": 999, "token_id": 999, "username": "nobody", "level": "county",
                  "code": "371702", "kind": "survey", "fmt": "csv", "name": "world_110m", "filename": "app.css"}
-SAMPLE_ACTIONS = {"live.user_action": "enable", "cases.act": "note", "cases.api_act": "note"}
+SAMPLE_ACTIONS = {"admin.user_action": "enable", "cases.act": "note", "cases.api_act": "note"}
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(2)>'
 FORMULA = '=HYPERLINK("http://evil.example","点我")'
@@ -390,7 +390,7 @@ def test_login_cookie_flags_when_secure_is_configured(sec_app):
 
 def test_unknown_disabled_and_wrong_password_look_the_same(sec_app, monkeypatch):
     """Same status, same message and exactly one password hash check each (no timing difference)."""
-    from analytics.web import auth as auth_module
+    from analytics.center import accounts as auth_module
     from analytics.center.accounts import set_disabled
     create_user(get_db(sec_app), "gone", PASSWORD, "city", method=FAST_HASH)
     set_disabled(get_db(sec_app), "gone", True)

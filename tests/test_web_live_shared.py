@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from analytics.web.live import SharedResults
+from analytics.web.shared import SharedResults
 
 
 def test_concurrent_callers_share_one_computation():

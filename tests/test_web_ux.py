@@ -79,7 +79,7 @@ def test_navigation_marks_exactly_the_current_page(client, auth, path, active):
 
 
 def test_nav_active_maps_report_downloads_to_imports(app):
-    from analytics.web.live import nav_active
+    from analytics.web.nav import nav_active
 
     with app.test_request_context("/reports"):
         assert nav_active("/imports") and not nav_active("/")
@@ -264,7 +264,7 @@ def test_map_pales_counties_with_few_votes():
 
 def test_audit_details_are_labelled_in_chinese_by_action(app):
     """A case's 回访 result is not a report's 发布编号, and no detail key shows in English."""
-    from analytics.web.live import audit_detail
+    from analytics.web.admin import audit_detail
 
     with app.test_request_context():
         callback = audit_detail({"case": 7, "result": "已联系", "note": "群众表示理解"}, "case.callback")

@@ -278,3 +278,9 @@ def audit_entries(db, limit: int = 200, action: str | None = None, username: str
     sql += " ORDER BY id DESC LIMIT ?"
     params.append(max(1, min(int(limit), 10_000)))
     return [dict(r) | {"detail": json.loads(r["detail"] or "{}")} for r in db.query(sql, params)]
+
+
+def password_matches(db, user_id: int, password: str) -> bool:
+    """True when ``password`` is the account's current password (bounded before hashing)."""
+    rows = db.query("SELECT password_hash FROM users WHERE id = ?", (user_id,))
+    return bool(rows) and check_password_hash(rows[0]["password_hash"], (password or "")[:MAX_PASSWORD + 1])

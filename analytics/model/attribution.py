@@ -71,15 +71,19 @@ def window_places(registry) -> pd.DataFrame:
 def places(registry) -> pd.DataFrame:
     """Where each terminal stood when: device, valid_from, valid_to and the place columns.
 
-    Kept with the registry object (a registry is not changed in place: a move makes a new one).
+    Kept with the registry object until its assignments, windows or halls change (a move or a
+    retirement changes the registry in place).
     """
+    key = (hash(tuple((a.device, a.window_id, a.valid_from, a.valid_to) for a in registry.assignments)),
+           hash(tuple((w.id, w.hall_id) for w in registry.windows.values())),
+           hash(tuple((h.id, h.township_code, getattr(h, "county_code", "")) for h in registry.halls.values())))
     cached = registry.__dict__.get("_attribution_places")
-    if cached is not None and cached[0] is registry.assignments:
+    if cached is not None and cached[0] == key:
         return cached[1]
     frame = assignment_frame(registry).merge(window_places(registry), on="window_id", how="left")
     for column in PLACE_COLUMNS[1:]:
         frame[column] = frame[column].fillna("")
-    registry.__dict__["_attribution_places"] = (registry.assignments, frame)
+    registry.__dict__["_attribution_places"] = (key, frame)
     return frame
 
 
@@ -137,11 +141,25 @@ def attribute_staff(attributed: pd.DataFrame, roster: pd.DataFrame) -> tuple[pd.
     return on_duty.drop(columns=["valid_from", "valid_to"]), nobody
 
 
+def locate_all(place_frame: pd.DataFrame, votes) -> list[dict | None]:
+    """The place (window_id, hall_id, township_code, county_code) of each (device, time), or None:
+    :func:`attribute` on one row per vote."""
+    votes = list(votes)
+    if not votes:
+        return []
+    rows = pd.DataFrame({"device": [d for d, _ in votes],
+                         "at": pd.Series([utc(t) for _, t in votes], dtype="datetime64[us, UTC]"),
+                         "rating": "", "count": 1, "excluded": 0})
+    attributed, _, _ = attribute(rows, place_frame)
+    found = {rid: place for rid, *place in attributed[["rid", *PLACE_COLUMNS]].itertuples(index=False)}
+    return [dict(zip(PLACE_COLUMNS, found[i])) if i in found else None for i in range(len(votes))]
+
+
 def locate_one(place_frame: pd.DataFrame, device: str, at) -> dict | None:
-    """The place (window_id, hall_id, township_code, county_code) of one vote, or None: :func:`attribute` on one row."""
-    row = pd.DataFrame({"device": [device], "at": pd.Series([utc(at)], dtype="datetime64[us, UTC]"),
-                        "rating": [""], "count": [1], "excluded": [0]})
-    attributed, _, _ = attribute(row, place_frame)
-    if not len(attributed):
-        return None
-    return {column: attributed.iloc[0][column] for column in PLACE_COLUMNS}
+    """The place of one vote, or None."""
+    return locate_all(place_frame, [(device, at)])[0]
+
+
+def devices_in(place_frame: pd.DataFrame, column: str, codes) -> list[str]:
+    """Terminals that ever stood in one of ``codes`` of ``column`` (e.g. county_code)."""
+    return sorted(set(place_frame.loc[place_frame[column].isin(set(codes)), "device"]))

@@ -1,9 +1,10 @@
 """The control center: a Flask app built only by :func:`create_app`.
 
-One blueprint per concern. The core (this package: auth, live map, terminals, audit,
-users, OpenAPI) is always there; the feature blueprints listed in :data:`BLUEPRINTS`
-are imported lazily, and one that is not installed yet is skipped with a warning.
-Each blueprint module exposes ``bp``, optionally ``init_app(app)`` and ``OPENAPI_PATHS``.
+One blueprint per concern, each only translating HTTP into calls of the analytics
+packages (docs/architecture.md): auth (login, account, tokens), assets, live (map, feed,
+stream), terminals, admin (users, audit log), openapi, rankings, drill, cases, alerts and
+imports. Each blueprint module exposes ``bp``, optionally ``init_app(app)`` and
+``OPENAPI_PATHS``; nav.py builds the navigation every page shares.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from flask import Flask, jsonify, render_template, request
 
 log = logging.getLogger(__name__)
 
-# Core blueprints first, then the feature pages (helper D2).
+# In the order of the navigation.
 BLUEPRINTS = [
+    "analytics.web.assets",
     "analytics.web.live",
+    "analytics.web.terminals",
+    "analytics.web.admin",
     "analytics.web.openapi",
     "analytics.web.rankings",
     "analytics.web.drill",
@@ -77,9 +81,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = int(app.config["PROXY_COUNT"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    from . import auth, context
+    from . import auth, context, nav
     context.init_app(app)
     auth.init_app(app)
+    nav.init_app(app)
     app.register_blueprint(auth.bp)
     app.extensions["manyi_openapi"] = []
     app.extensions["manyi_nav"] = []
@@ -108,13 +113,7 @@ def env_config(environ) -> dict:
 
 
 def _register(app: Flask, name: str) -> None:
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            log.warning("control center: blueprint module %s is not installed; its pages are left out", name)
-            return
-        raise
+    module = importlib.import_module(name)
     app.register_blueprint(module.bp)
     if hasattr(module, "init_app"):
         module.init_app(app)

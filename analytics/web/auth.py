@@ -43,7 +43,6 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request,
                    session, url_for)
 from markupsafe import Markup, escape
-from werkzeug.security import check_password_hash
 
 
 from analytics.accounts import (
@@ -51,7 +50,7 @@ from analytics.accounts import (
     token_hash,
 )
 from analytics.center.accounts import (
-    authenticate, create_token, end_session, forget_old_sessions, get_user, list_tokens, password_expired, revoke_token, session_user, set_password,
+    authenticate, create_token, end_session, forget_old_sessions, get_user, list_tokens, password_matches, password_expired, revoke_token, session_user, set_password,
     start_session, user_for_token, write_audit,
 )
 
@@ -59,8 +58,8 @@ from .context import get_clock, get_db
 
 # The security and audit administrators see no data: only these endpoints (and the public ones).
 ROLE_ENDPOINTS = {
-    "auditor": frozenset({"live.audit_page", "live.api_audit", "live.api_me", "auth.account", "auth.logout"}),
-    "security": frozenset({"live.users", "auth.revoke_token_view", "auth.issue_token_view", "live.api_me",
+    "auditor": frozenset({"admin.audit_page", "admin.api_audit", "auth.api_me", "auth.account", "auth.logout"}),
+    "security": frozenset({"admin.users", "auth.revoke_token_view", "auth.issue_token_view", "auth.api_me",
                            "auth.account", "auth.logout"}),
 }
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -281,10 +280,9 @@ def account():
     user, db = current_user(), get_db()
     expired = password_expired(db, user)
     if request.method == "POST":
-        rows = db.query("SELECT password_hash FROM users WHERE id = ?", (user.id,))
         old, new = request.form.get("old_password", ""), request.form.get("new_password", "")
         try:
-            if not rows or not check_password_hash(rows[0]["password_hash"], old[:MAX_PASSWORD + 1]):
+            if not password_matches(db, user.id, old):
                 raise AuthError("当前密码不正确")
             if new != request.form.get("new_password2", ""):
                 raise AuthError("两次输入的新密码不一致")
@@ -322,7 +320,7 @@ def revoke_token_view(token_id: int):
         abort(404, description=f"API令牌 {token_id} 不存在")
     audit("token.revoke", {"username": username, "token": token_id})
     flash(f"已吊销用户 {username} 的API令牌 #{token_id}")
-    return redirect(url_for("live.users"), code=303)
+    return redirect(url_for("admin.users"), code=303)
 
 
 @bp.route("/admin/users/<username>/token", methods=["POST"])
@@ -417,7 +415,7 @@ def _role_gate():
     return None
 
 
-PUBLIC_ASSETS = frozenset({"static", "live.plotly_js", "live.favicon", "live.topojson"})
+PUBLIC_ASSETS = frozenset({"static", "assets.plotly_js", "assets.favicon", "assets.topojson"})
 PUBLIC_ENDPOINTS = PUBLIC_ASSETS | {"openapi.openapi_json"}
 
 
@@ -441,3 +439,13 @@ def _security_headers(response):
         if "no-store" not in cache:
             response.headers["Cache-Control"] = f"no-store, {cache}" if cache else "no-store"
     return response
+
+
+@bp.route("/api/v1/me")
+@login_required
+def api_me():
+    """Who the request is authenticated as, and what it may see."""
+    user = current_user()
+    visible = visible_counties()
+    return jsonify(username=user.username, role=user.role, county_code=user.county_code,
+                   visible_counties=None if visible is None else sorted(visible))

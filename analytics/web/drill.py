@@ -3,8 +3,9 @@
 Every level shows the daily trend, the distribution of the three ratings, the hour ×
 weekday heat map, a comparison with its peers (the units beside it) and, where the
 registry has a roster, the votes attributed to each staff member on duty.
-Votes are attributed to units where the terminal was at the time (registry.locate),
-so a terminal moved between windows counts at each window for its own period.
+Votes are attributed to units where the terminal stood at the time of the press (the one
+attribution, analytics.model.attribution), so a terminal moved between windows counts at
+each window for its own period.
 County staff see only their county (other counties are not shown as peers either).
 """
 
@@ -16,6 +17,8 @@ from datetime import date, timedelta
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
 from analytics import charts_drill as charts
+from analytics.model.rates import satisfaction_rate
+from analytics.votes import attributed_counts
 from manyi.periods import local_midnight, to_local
 
 from .auth import check_county, current_user, login_required, visible_counties
@@ -35,16 +38,6 @@ STAFF_LEVELS = ("township", "hall", "window", "terminal")
 
 
 # --- the registry as a tree ---------------------------------------------------------------
-
-def _key(loc, level: str, device: str) -> str | None:
-    """The code of the unit at ``level`` that a located vote belongs to."""
-    if level == "city":
-        return CITY_CODE
-    if level == "terminal":
-        return device
-    return {"county": loc.county_code, "township": loc.township_code, "hall": loc.hall_id,
-            "window": loc.window_id}[level] or None
-
 
 def unit_info(reg, level: str, code: str) -> dict:
     """Name, county and parent of a unit; 404 when the registry does not know it."""
@@ -136,74 +129,56 @@ def period(args, today: date) -> tuple[date, date]:
     return start, end
 
 
-class _Locator:
-    """registry.locate with a shortcut for terminals that never moved (most of them)."""
-
-    def __init__(self, reg):
-        self.reg = reg
-        self.fixed: dict[str, object] = {}
-
-    def __call__(self, device: str, at):
-        if device not in self.fixed:
-            history = [a for a in self.reg.assignments if a.device == device] if not hasattr(
-                self.reg, "assignments_of") else self.reg.assignments_of(device)
-            single = len(history) == 1 and history[0].valid_to is None
-            self.fixed[device] = self.reg.location_of_window(history[0].window_id) if single and hasattr(
-                self.reg, "location_of_window") else None
-            self.fixed[device] = (single, self.fixed[device], history[0].valid_from if single else None)
-        single, loc, since = self.fixed[device]
-        if single and loc is not None and at >= since:
-            return loc
-        return self.reg.locate(device, at)
+COLUMN = {"staff": "staff", "city": "county_code", "county": "county_code", "township": "township_code", "hall": "hall_id",
+          "window": "window_id", "terminal": "device"}
 
 
-def _attributed(locate: _Locator, rows, level: str):
-    """(row, unit code at ``level``) for rows whose terminal was somewhere known."""
-    for row in rows:
-        if level == "terminal":
-            yield row, row.device
-            continue
-        loc = locate(row.device, row.bucket)
-        if loc is not None:
-            yield row, _key(loc, level, row.device)
+def _rows(frame):
+    """Attributed count rows as records with ``bucket``, ``rating`` and ``count`` (what the chart helpers read)."""
+    return list(frame.rename(columns={"at": "bucket"}).itertuples(index=False))
 
 
-def _group(pairs) -> dict[str, dict[str, int]]:
+def _in_unit(frame, level: str, code: str, visible: set[str] | None):
+    """The attributed rows of the unit (the city: of the counties the user may see)."""
+    if level == "city":
+        return frame if visible is None else frame[frame["county_code"].isin(visible)]
+    return frame[frame[COLUMN[level]] == code]
+
+
+def _group(frame, level: str) -> dict[str, dict[str, int]]:
+    """Votes by unit code at ``level`` and rating (rows without a unit at that level are left out)."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: {r: 0 for r in charts.RATINGS})
-    for row, code in pairs:
-        if code and row.rating in charts.RATINGS:
-            out[code][row.rating] += row.count
+    frame = frame[frame[COLUMN[level]] != ""]
+    for (code, rating), n in frame.groupby([COLUMN[level], "rating"])["count"].sum().items():
+        if rating in charts.RATINGS:
+            out[code][rating] += int(n)
     return out
 
 
 def _summary(code: str, name: str, counts: dict, level: str) -> dict:
     n = sum(counts.values())
-    return {"level": level, "code": code, "name": name, "n": n, **counts, "rate": charts.rate(counts)}
+    return {"level": level, "code": code, "name": name, "n": n, **counts, "rate": satisfaction_rate(counts)}
 
 
 def drill_data(store, reg, level: str, code: str, start: date, end: date, visible: set[str] | None) -> dict:
     """Everything one drill-down page shows, as plain data (the API returns it as JSON)."""
     info = unit_info(reg, level, code)
-    locate = _Locator(reg)
     t0, t1 = local_midnight(start), local_midnight(end)
-    # Peers are the units under the same parent, so read the parent's terminals once.
+    # Peers are the units under the same parent, so read the parent's terminals once. Which
+    # unit a vote belongs to is decided per vote by where its terminal stood then (the one
+    # attribution), so a moved terminal counts at each place for its own time there.
     parent = info["parent"]
     scope = parent if parent is not None else (level, code)
     scope_devices = _devices_in(reg, *scope)
-    day_rows = store.counts(t0, t1, bucket="day", devices=scope_devices) if scope_devices != [] else []
-    # Which terminals belong to the unit is decided per row by where the terminal was.
-    pairs = list(_attributed(locate, day_rows, level if level != "city" else "county"))
-    if level == "city":
-        unit_rows = [row for row, c in pairs if visible is None or c in visible]
-    else:
-        unit_rows = [row for row, c in pairs if c == code]
-    unit_counts = charts.totals(unit_rows)
-    daily = charts.daily_counts(unit_rows, start, end)
+    day = attributed_counts(store, reg, t0, t1, grain="day", devices=scope_devices).rows
+    unit = _in_unit(day, level, code, visible)
+    unit_counts = charts.totals(_rows(unit))
+    daily = charts.daily_counts(_rows(unit), start, end)
 
     # Peers: the siblings of the unit (county users only see their own county).
     peers = []
     if parent is not None:
-        for peer_code, counts in _group(pairs).items():
+        for peer_code, counts in _group(day, level).items():
             if level == "county" and visible is not None and peer_code not in visible:
                 continue
             peers.append(_summary(peer_code, _child_name(reg, level, peer_code), counts, level))
@@ -215,60 +190,37 @@ def drill_data(store, reg, level: str, code: str, start: date, end: date, visibl
     children = []
     child_level = CHILD.get(level)
     if child_level:
-        child_counts = _group((row, _child_key(locate, row, child_level)) for row in unit_rows)
+        by_child = {lvl: _group(unit, lvl) for lvl in {child_level, "hall"}}
         for child_code in _child_codes(reg, level, code):
             if level == "city" and visible is not None and child_code not in visible:
                 continue
-            counts = child_counts.get(child_code, {r: 0 for r in charts.RATINGS})
             lvl = _child_level(reg, level, child_code)
+            counts = by_child.get(lvl, by_child[child_level]).get(child_code, {r: 0 for r in charts.RATINGS})
             children.append(_summary(child_code, _child_name(reg, lvl, child_code), counts, lvl))
 
     # Hour × weekday and staff: hour buckets of the unit's own terminals.
-    unit_devices = _devices_in(reg, level, code)
-    hour_rows = store.counts(t0, t1, bucket="hour", devices=unit_devices) if unit_devices != [] else []
-    hour_pairs = [(row, c) for row, c in _attributed(locate, hour_rows, level if level != "city" else "county")
-                  if (c == code if level != "city" else (visible is None or c in visible))]
-    cells = charts.hour_weekday_counts(row for row, _ in hour_pairs)
-    staff: dict[str, dict] = {}
-    # Staff attribution from township level down (a county has too many people for one table).
-    roster: dict[str, list] = defaultdict(list)
-    if level in STAFF_LEVELS:
-        for entry in reg.roster:
-            roster[entry.window_id].append(entry)
-    for row, _ in (hour_pairs if level in STAFF_LEVELS else ()):
-        loc = locate(row.device, row.bucket)
-        entry = next((e for e in roster.get(loc.window_id, ()) if e.covers(row.bucket)), None) if loc else None
-        if entry is None or row.rating not in charts.RATINGS:
-            continue
-        item = staff.setdefault(entry.staff_id, {"staff_id": entry.staff_id, "name": entry.staff_name,
-                                                 **{r: 0 for r in charts.RATINGS}})
-        item[row.rating] += row.count
+    staff_level = level in STAFF_LEVELS
+    hourly = attributed_counts(store, reg, t0, t1, grain="hour", devices=_devices_in(reg, level, code),
+                               staff=staff_level)
+    cells = charts.hour_weekday_counts(_rows(_in_unit(hourly.rows, level, code, visible)))
     staff_rows = []
-    for item in staff.values():
-        counts = {r: item[r] for r in charts.RATINGS}
-        staff_rows.append({**item, "n": sum(counts.values()), "rate": charts.rate(counts)})
+    if staff_level and hourly.staffed is not None and len(hourly.staffed):
+        on_duty = _in_unit(hourly.staffed, level, code, visible)
+        names = dict(zip(on_duty["staff_id"], on_duty["staff_name"]))
+        for staff_id, counts in _group(on_duty.assign(staff=on_duty["staff_id"]), "staff").items():
+            staff_rows.append({"staff_id": staff_id, "name": names[staff_id], **counts,
+                               "n": sum(counts.values()), "rate": satisfaction_rate(counts)})
     staff_rows.sort(key=lambda s: -s["n"])
 
     return {
         "level": level, "level_label": LEVEL_LABELS[level], "code": code, "name": info["name"],
         "county_code": info["county"], "start": start.isoformat(), "end": (end - timedelta(days=1)).isoformat(),
         "breadcrumbs": breadcrumbs(reg, level, code),
-        "totals": {**unit_counts, "n": sum(unit_counts.values()), "rate": charts.rate(unit_counts)},
+        "totals": {**unit_counts, "n": sum(unit_counts.values()), "rate": satisfaction_rate(unit_counts)},
         "daily": [{"day": d.isoformat(), **c} for d, c in sorted(daily.items())],
         "heat": [{"weekday": wd, "hour": h, **c} for (wd, h), c in sorted(cells.items())],
         "peers": peers, "children": children, "child_level": child_level, "staff": staff_rows,
     }
-
-
-def _child_key(locate: _Locator, row, child_level: str) -> str | None:
-    if child_level == "terminal":
-        return row.device
-    loc = locate(row.device, row.bucket)
-    if loc is None:
-        return None
-    if child_level == "township" and not loc.township_code:
-        return loc.hall_id                 # a county-level hall
-    return _key(loc, child_level, row.device)
 
 
 def _child_level(reg, level: str, child_code: str) -> str:

@@ -18,7 +18,7 @@ from manyi.periods import Quarter
 
 from .auth import audit, login_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store
-from .live import JsonBody, SharedResults, json_body, json_response, shared_results
+from .shared import JsonBody, SharedResults, json_body, json_response, shared_results
 from .tables import cn_time, pct, table_download
 
 bp = Blueprint("rankings", __name__)
@@ -97,8 +97,10 @@ def _result(quarter: Quarter, result_id: str | None):
 
 def _inputs(db, quarter):
     """The quarter's survey counts and base scores, and a text that changes when they do."""
-    from analytics import quarter as q
-    survey, scores = q._load_survey(db, quarter), q._load_scores(db, quarter)
+    from analytics.imports.scores import base_scores
+    from analytics.imports.survey import survey_counts
+
+    survey, scores = survey_counts(db, quarter), base_scores(db, quarter)
     return survey, scores, "\n".join("" if f is None else f.to_csv(index=False) for f in (survey, scores))
 
 
