@@ -15,17 +15,13 @@ import plotly.graph_objects as go
 
 from manyi.periods import to_local
 
+from .model.rates import satisfaction_rate
+
 RATINGS = ("satisfied", "basic", "unsatisfied")
 LABELS = {"satisfied": "满意", "basic": "基本满意", "unsatisfied": "不满意"}
 COLORS = {"satisfied": "#2e7d32", "basic": "#f9a825", "unsatisfied": "#c62828"}
 WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 FONT = "Noto Sans CJK SC, Microsoft YaHei, sans-serif"
-
-
-def rate(counts: dict) -> float | None:
-    """Satisfaction rate (满意 + 基本满意) / n, or None without votes."""
-    total = sum(counts.get(r, 0) for r in RATINGS)
-    return (counts.get("satisfied", 0) + counts.get("basic", 0)) / total if total else None
 
 
 def daily_counts(rows: Iterable, start: date, end: date) -> dict[date, dict[str, int]]:
@@ -70,7 +66,7 @@ def trend_figure(daily: dict[date, dict[str, int]]) -> go.Figure:
     for r in RATINGS:
         fig.add_bar(x=[d.isoformat() for d in days], y=[daily[d][r] for d in days], name=LABELS[r],
                     marker_color=COLORS[r])
-    rates = [rate(daily[d]) for d in days]
+    rates = [satisfaction_rate(daily[d]) for d in days]
     fig.add_scatter(x=[d.isoformat() for d in days], y=[None if v is None else round(v * 100, 1) for v in rates],
                     name="满意率 %", yaxis="y2", mode="lines+markers", line=dict(color="#1565c0"),
                     hovertemplate="%{y:.1f}%")

@@ -147,4 +147,5 @@ def test_chart_builders():
                                  {"code": "b", "name": "乙", "n": 10, "rate": 0.7},
                                  {"code": "c", "name": "丙", "n": 0, "rate": None}], highlight="a")
     assert list(peers.data[0].y) == ["乙", "甲"] and peers.data[0].marker.color[1] == "#1565c0"
-    assert charts.rate({"satisfied": 1, "basic": 1, "unsatisfied": 2}) == 0.5 and charts.rate({}) is None
+    from analytics.model import satisfaction_rate
+    assert satisfaction_rate({"satisfied": 1, "basic": 1, "unsatisfied": 2}) == 0.5 and satisfaction_rate({}) is None

@@ -128,7 +128,7 @@ def rate_alerts(rule: Rule, counts: dict[str, dict[str, int]], day: date, now: d
     start, _ = day_bounds(day)
     found = []
     for scope, c in sorted(counts.items()):
-        total = c.get("satisfied", 0) + c.get("basic", 0) + c.get("unsatisfied", 0)
+        total = sum(c.get(r, 0) for r in ("satisfied", "basic", "unsatisfied"))
         rate = satisfaction_rate(c)
         if total >= min_votes and rate is not None and rate < threshold:
             found.append(Candidate(

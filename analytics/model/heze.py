@@ -28,7 +28,7 @@ import pandas as pd
 
 from manyi.exc import ConfigError
 
-from .stats import Z95, chi_square_test, wilson_interval
+from .stats import Z95, chi_square_test, satisfaction_rates, wilson_interval
 
 FLAG_SMALL = "样本不足"      # n_T < min_n
 FLAG_NO_VOTES = "无评价数据"  # n_T == 0
@@ -204,8 +204,7 @@ def _prepare(units: pd.DataFrame, with_base: bool = True) -> pd.DataFrame:
 def _rate_columns(frame: pd.DataFrame) -> None:
     n = frame["n_T"].to_numpy(dtype=float)
     ok = frame["S_T"].to_numpy(dtype=float) + frame["B_T"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frame["rate_T"] = np.where(n > 0, ok / n, np.nan)
+    frame["rate_T"] = satisfaction_rates(frame["S_T"], frame["B_T"], frame["U_T"])
     low, high = wilson_interval(ok, n, Z95)
     frame["ci_low"] = low
     frame["ci_high"] = high
@@ -331,9 +330,8 @@ def triangulate(counties: pd.DataFrame, params: Params | None = None) -> pd.Data
     frame = _prepare(counties, with_base=False)
     frame["x_T"] = channel_score(frame["S_T"], frame["B_T"], frame["U_T"], params)
     frame["x_P"] = channel_score(frame["S_P"], frame["B_P"], frame["U_P"], params)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frame["rate_T"] = np.where(frame["n_T"] > 0, (frame["S_T"] + frame["B_T"]) / frame["n_T"], np.nan)
-        frame["rate_P"] = np.where(frame["n_P"] > 0, (frame["S_P"] + frame["B_P"]) / frame["n_P"], np.nan)
+    frame["rate_T"] = satisfaction_rates(frame["S_T"], frame["B_T"], frame["U_T"])
+    frame["rate_P"] = satisfaction_rates(frame["S_P"], frame["B_P"], frame["U_P"])
     frame["diff"] = frame["x_T"] - frame["x_P"]
     chi2, dfs, ps, lows, flags = [], [], [], [], []
     for row in frame.itertuples(index=False):

@@ -11,19 +11,18 @@ from typing import Mapping
 
 import pandas as pd
 
-from .heze import Params
-from .stats import satisfaction_rate
+from .heze import Params, channel_score
+from .stats import satisfaction_rate, satisfaction_rates
 
 RATINGS = ("satisfied", "basic", "unsatisfied")
 
-__all__ = ["RATINGS", "satisfaction_rate", "score", "tally"]
+__all__ = ["RATINGS", "satisfaction_rate", "satisfaction_rates", "score", "tally"]
 
 
 def score(counts: Mapping[str, int], params: Params = Params()) -> float | None:
     """The weighted score (0–100) of counts by rating, None without votes."""
-    s, b, u = (counts.get(r, 0) for r in RATINGS)
-    n = s + b + u
-    return (params.w_S * s + params.w_B * b + params.w_U * u) / n if n else None
+    x = channel_score(*(counts.get(r, 0) for r in RATINGS), params)
+    return None if x != x else x
 
 
 def tally(rows: pd.DataFrame, key: str, params: Params = Params()) -> pd.DataFrame:
@@ -33,9 +32,8 @@ def tally(rows: pd.DataFrame, key: str, params: Params = Params()) -> pd.DataFra
     table = rows.pivot_table(index=key, columns="rating", values="count", aggfunc="sum", fill_value=0)
     table = table.reindex(columns=list(RATINGS), fill_value=0)
     table["n"] = table[list(RATINGS)].sum(axis=1)
-    n = table["n"].where(table["n"] > 0)
     s, b, u = (table[r] for r in RATINGS)
-    table["score"] = (params.w_S * s + params.w_B * b + params.w_U * u) / n
-    table["rate"] = (s + b) / n
+    table["score"] = channel_score(s, b, u, params)
+    table["rate"] = satisfaction_rates(s, b, u)
     table.columns.name = None
     return table.reset_index()

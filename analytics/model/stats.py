@@ -20,11 +20,22 @@ import numpy as np
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 
+def satisfaction_rates(S, B, U):
+    """The satisfaction rate (满意 + 基本满意) / n, n = S + B + U; NaN where n == 0 (scalars or arrays).
+
+    The one definition of the rate: every page, report and alert uses it (or
+    :func:`satisfaction_rate` on a dict of counts)."""
+    S, B, U = (np.asarray(v, dtype=float) for v in (S, B, U))
+    n = S + B + U
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(n > 0, (S + B) / n, np.nan)
+    return float(rate) if rate.ndim == 0 else rate
+
+
 def satisfaction_rate(counts: Mapping[str, int]) -> float | None:
     """(满意 + 基本满意) / n of counts by rating ({"satisfied": n, "basic": n, "unsatisfied": n}), None without votes."""
-    satisfied, basic = counts.get("satisfied", 0), counts.get("basic", 0)
-    total = satisfied + basic + counts.get("unsatisfied", 0)
-    return (satisfied + basic) / total if total else None
+    rate = satisfaction_rates(counts.get("satisfied", 0), counts.get("basic", 0), counts.get("unsatisfied", 0))
+    return None if math.isnan(rate) else rate
 
 
 def wilson_interval(successes, n, z: float = Z95):
