@@ -4,10 +4,15 @@ Pure functions: they take what the store and the registry returned (terminal sta
 seq gaps, count rows, raw votes) and a moment, and return rows or flags. The control
 center's /terminals page and API show the result; nothing here does I/O.
 
-Patterns flagged for a human to inspect (never excluded automatically):
+Patterns shown for a human to inspect:
 
-- ``burst``: a run of presses of one rating at one terminal within a short time
-  (someone holding or hammering a key), or votes the collector already flagged as a burst;
+- ``burst``: votes the collector flagged as a burst (its one rule, collector.validate.BurstRule:
+  more than ``burst_max_votes`` presses of one rating at one terminal within
+  ``burst_window_seconds``; such votes are kept but not scored), shown with when each run
+  began. This module does not judge bursts again with other thresholds.
+
+Flagged, never excluded automatically:
+
 - ``no_negative``: a busy terminal with many busy days and not a single 不满意 on any of them;
 - ``key_never_pressed``: a terminal with plenty of votes on which one key was never pressed
   (a broken key, or a key covered up).
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable
 
+from collector.stores.base import FLAG_BURST
 from manyi.periods import to_local
 from manyi.protocol import RATING_LABELS, RATINGS, UNSATISFIED
 
@@ -36,8 +42,6 @@ class InspectParams:
 
     silent_minutes: float = 60.0       # online, hall open, no vote for this long -> silent
     offline_minutes: float = 10.0      # nothing heard for this long -> offline whatever the last status said
-    burst_count: int = 5               # this many presses of one rating ...
-    burst_seconds: float = 60.0        # ... within this many seconds at one terminal
     busy_day_votes: int = 30           # a day with at least this many votes is busy
     no_negative_days: int = 5          # flag after this many busy days with no 不满意 (and none at all)
     key_min_votes: int = 100           # a key never pressed is only suspicious after this many votes
@@ -80,29 +84,19 @@ def is_silent(status, hall, now: datetime, params: InspectParams = InspectParams
     return status.last_vote_at is None or now - status.last_vote_at >= quiet
 
 
-def find_bursts(votes: Iterable, params: InspectParams = InspectParams()) -> list[Finding]:
-    """Runs of ``burst_count`` presses of one rating within ``burst_seconds`` at one terminal.
+def find_bursts(votes: Iterable) -> list[Finding]:
+    """The runs of votes the collector flagged as bursts (FLAG_BURST), one finding per terminal and rating.
 
-    ``votes``: objects with device, rating and time (e.g. StoredVote). One finding per
-    terminal and rating, with the largest run and when it started.
-    """
-    by_key: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    ``votes``: objects with device, rating, time and flags (e.g. StoredVote)."""
+    runs: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     for vote in votes:
-        by_key[(vote.device, vote.rating)].append(vote.time)
-    window = timedelta(seconds=params.burst_seconds)
+        if FLAG_BURST in vote.flags:
+            runs[(vote.device, vote.rating)].append(vote.time)
     findings = []
-    for (device, rating), times in sorted(by_key.items()):
-        times.sort()
-        best, best_start, start = 0, None, 0
-        for end, moment in enumerate(times):
-            while moment - times[start] > window:
-                start += 1
-            if end - start + 1 > best:
-                best, best_start = end - start + 1, times[start]
-        if best >= params.burst_count:
-            local = to_local(best_start).strftime("%m-%d %H:%M:%S")
-            findings.append(Finding(device, "burst", f"{local} 起 {params.burst_seconds:.0f} 秒内连按"
-                                                     f"「{RATING_LABELS.get(rating, rating)}」{best} 次"))
+    for (device, rating), times in sorted(runs.items()):
+        local = to_local(min(times)).strftime("%m-%d %H:%M:%S")
+        findings.append(Finding(device, "burst", f"{local} 起采集端标记连按「{RATING_LABELS.get(rating, rating)}」"
+                                                 f"{len(times)} 次（保留，不计分）"))
     return findings
 
 

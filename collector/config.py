@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from manyi.exc import ConfigError
 from manyi.settings import parse_broker
 
+from .validate import BurstRule
+
 DEFAULT_STORE = "sqlite:///var/votes.db"
 MQTT_VERSIONS = ("5", "3.1.1")
 
@@ -33,8 +35,8 @@ class CollectorSettings:
     shared_subscription: bool = False         # True: $share/<shared_group>/... so several collectors split the load
     shared_group: str = "manyi"               # ... a secret name when shared: a client in the group takes votes (docs)
     retry_max_seconds: float = 30.0           # back-off ceiling while the store fails
-    burst_max_votes: int = 5                  # misuse: more than this many votes of one rating ...
-    burst_window_seconds: float = 30.0        # ... at one terminal within this many seconds
+    burst_max_votes: int = BurstRule.max_votes                # misuse (the one burst rule, validate.BurstRule):
+    burst_window_seconds: float = BurstRule.window_seconds    # more than max votes of one rating within the window
     mqtt_version: str = "5"                   # "3.1.1": compatibility mode for brokers without MQTT 5 (demo only)
     qos0_queue_limit: int = 2000              # QoS 0 messages (never a terminal's) dropped, counted, beyond this queue
     dead_letters_per_source: int = 50         # dead letters stored per terminal per hour; more are counted (0: no limit)

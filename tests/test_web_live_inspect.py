@@ -19,8 +19,8 @@ from manyi.registry import COUNTIES_GEOJSON
 MONDAY_11 = datetime(2026, 11, 23, 11, 0, tzinfo=CHINA_TZ)
 
 
-def vote(device, rating, moment):
-    return SimpleNamespace(device=device, rating=rating, time=moment)
+def vote(device, rating, moment, flags=frozenset()):
+    return SimpleNamespace(device=device, rating=rating, time=moment, flags=frozenset(flags))
 
 
 def day_rows(device, days, per_day, start=datetime(2026, 11, 2, tzinfo=CHINA_TZ)):
@@ -31,20 +31,23 @@ def day_rows(device, days, per_day, start=datetime(2026, 11, 2, tzinfo=CHINA_TZ)
 
 # --- inspect -------------------------------------------------------------------------------
 
-def test_burst_of_one_rating_is_found_and_slow_presses_are_not():
+def test_the_collectors_burst_flags_are_shown_with_when_each_run_began():
+    """The page judges no burst itself: it shows the votes the collector flagged (its one rule)."""
     t0 = MONDAY_11
-    fast = [vote("t1", "satisfied", t0 + timedelta(seconds=10 * i)) for i in range(5)]      # 5 within 40 s
-    slow = [vote("t2", "satisfied", t0 + timedelta(seconds=20 * i)) for i in range(5)]      # 5 within 80 s
-    mixed = [vote("t3", ("satisfied", "basic")[i % 2], t0 + timedelta(seconds=i)) for i in range(8)]
-    findings = find_bursts(fast + slow + mixed)
+    flagged = [vote("t1", "satisfied", t0 + timedelta(seconds=5 * i), {"burst"}) for i in range(6)]
+    hammered_but_unflagged = [vote("t2", "satisfied", t0 + timedelta(seconds=i)) for i in range(8)]
+    findings = find_bursts(flagged + hammered_but_unflagged)
     assert [(f.device, f.pattern) for f in findings] == [("t1", "burst")]
-    assert "5 次" in findings[0].detail and "满意" in findings[0].detail
+    assert "6 次" in findings[0].detail and "满意" in findings[0].detail and "11:00:00" in findings[0].detail
 
 
-def test_burst_threshold_is_configurable():
-    presses = [vote("t1", "unsatisfied", MONDAY_11 + timedelta(seconds=i)) for i in range(3)]
-    assert find_bursts(presses) == []
-    assert len(find_bursts(presses, InspectParams(burst_count=3, burst_seconds=5))) == 1
+def test_the_terminals_page_and_the_collector_share_one_burst_rule():
+    from collector.config import CollectorSettings
+    from collector.validate import BurstRule
+
+    rule = CollectorSettings()
+    assert (rule.burst_max_votes, rule.burst_window_seconds) == (BurstRule().max_votes, BurstRule().window_seconds)
+    assert not any("burst" in name for name in InspectParams.__dataclass_fields__)
 
 
 def test_busy_terminal_without_a_single_negative_is_flagged():

@@ -41,7 +41,7 @@ def terminals_data() -> dict:
         rows = [r for r in rows if r["county_code"] in visible]
     devices = {r["device"] for r in rows}
     findings = find_count_patterns(store.counts(now - timedelta(days=14), now, bucket="day", devices=devices), params)
-    findings += find_bursts(store.votes(now - timedelta(days=1), now, devices=devices), params)
+    findings += find_bursts(store.votes(now - timedelta(days=1), now, devices=devices))
     by_device: dict[str, list] = {}
     for finding in findings:
         by_device.setdefault(finding.device, []).append(finding.to_dict())
