@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def issued_queries() -> dict[str, str]:
         lambda: store.gaps(devices[0]),
         lambda: store.stats(),
         lambda: store.write([StoredVote(devices[0], 1, "satisfied", T0, T0, T0.isoformat(), True)]),
+        # a terminal whose highest stored seq is 99 sends seq 1 again: the all-time seq reuse lookup
+        lambda: store._max_seq.update({devices[0]: (99, time.monotonic())}),
+        lambda: store.write([StoredVote(devices[0], 1, "basic", T0, T0, T0.isoformat(), True)]),
     ]
     for call in calls:
         try:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator, Sequence
 
+from manyi.protocol import Vote, vote_topic
+
 # Vote flags. A flag in MISUSE_FLAGS excludes the vote from scores (it is still stored and counted).
 FLAG_CLOCK_REPLACED = "clock_replaced"   # pressed_at was implausible; received_at is used as the vote time
 FLAG_BURST = "burst"                     # part of a burst of presses at one terminal (suspected misuse)
@@ -157,6 +159,25 @@ class Gap:
     def size(self) -> int:
         """Number of missing votes in the run."""
         return self.last - self.first + 1
+
+
+def seq_conflict_letter(vote: StoredVote, stored_rating: str, stored_pressed_at: str) -> DeadLetter | None:
+    """The rule of every store for a vote whose (device, seq) is stored already.
+
+    A true duplicate (a redelivery, a replay, the terminal's resend) has the same rating and
+    press time: None, it is counted as a duplicate. Other content under a stored key means the
+    terminal started numbering again (its outbox was lost, e.g. a replaced SD card): the vote is
+    kept as a dead letter ``seq_conflict``, never dropped and never counted as a copy.
+    """
+    if (stored_rating, stored_pressed_at) == (vote.rating, vote.pressed_at):
+        return None
+    payload = Vote(device=vote.device, seq=vote.seq, rating=vote.rating, pressed_at=vote.pressed_at,
+                   clock_ok=vote.clock_ok).to_json()
+    return DeadLetter(vote_topic(vote.device), payload, "seq_conflict",
+                      f"seq {vote.seq} of {vote.device} is already stored as {stored_rating} pressed at "
+                      f"{stored_pressed_at}; this vote ({vote.rating}, pressed at {vote.pressed_at}) differs: the "
+                      f"terminal numbers from an old seq again (lost or replaced outbox?). Set its seq past the "
+                      f"stored maximum.", vote.received_at)
 
 
 class VoteStore(abc.ABC):

@@ -43,7 +43,7 @@ from manyi.periods import local_midnight, to_local
 
 from .base import (
     BUCKETS, FLAG_CLOCK_REPLACED, CountRow, DeadLetter, FeedItem, Gap, StoredVote, TerminalStatus, VoteStore,
-    WriteResult, flags_text, from_us, parse_flags, to_us,
+    WriteResult, flags_text, from_us, parse_flags, seq_conflict_letter, to_us,
 )
 
 VOTE, FEED, DEAD, STATUS, COUNTER = "vote", "vote_feed", "dead_letter", "terminal_status", "collector_counter"
@@ -52,6 +52,7 @@ ALL_TIME = "1970-01-01T00:00:00Z"   # range start for whole-bucket queries
 # An explicit stop: range() stops at now() by default, and a point stamped a little ahead of the
 # server's clock (a terminal's clock within the 5-minute tolerance) must not vanish from queries.
 FAR_FUTURE = "2200-01-01T00:00:00Z"
+FAR_FUTURE_NS = 7_258_118_400 * 1_000_000_000   # 2200-01-01T00:00:00Z
 DEFAULT_LOOKBACK = timedelta(days=7)
 CHINA_MIDNIGHT_OFFSET = "16h"          # Flux windows align to the epoch (UTC); 16:00 UTC is 00:00 in China
 _STATUS_FIELDS = ("online", "firmware", "boot_time", "outbox_depth", "reported_last_seq", "repeats_ignored",
@@ -159,12 +160,30 @@ def counts_flux(bucket: str, start_ns: int, end_ns: int, bucket_size: str = "hou
     )
 
 
-def existing_flux(bucket: str, start_ns: int, end_ns: int, devices: Iterable[str]) -> str:
-    """Flux listing (device, seq) of stored votes of ``devices`` with point time in [start, end)."""
+def existing_flux(bucket: str, start_ns: int, end_ns: int, devices: Iterable[str],
+                  seqs: Iterable[int] | None = None) -> str:
+    """Flux listing (device, rating, seq, pressed_at) of stored votes of ``devices`` with point time in
+    [start, end) (and, given ``seqs``, only those seqs)."""
+    seq_filter = ("" if seqs is None else
+                  f"  |> filter(fn: (r) => contains(value: r.seq, set: [{', '.join(str(int(q)) for q in sorted(set(seqs)))}]))\n")
     return (
         _source(bucket, rfc3339(start_ns), rfc3339(end_ns))
+        + f'  |> filter(fn: (r) => r._measurement == "{VOTE}" and (r._field == "seq" or r._field == "pressed_at"))\n'
+        + _device_filter(devices)
+        + '  |> pivot(rowKey: ["_time", "device", "rating"], columnKey: ["_field"], valueColumn: "_value")\n'
+        + seq_filter
+        + '  |> keep(columns: ["device", "rating", "seq", "pressed_at"])\n'
+    )
+
+
+def max_seq_flux(bucket: str, devices: Iterable[str]) -> str:
+    """Flux giving each of ``devices`` its highest stored seq (all time)."""
+    return (
+        _source(bucket, "0")
         + f'  |> filter(fn: (r) => r._measurement == "{VOTE}" and r._field == "seq")\n'
         + _device_filter(devices)
+        + '  |> group(columns: ["device"])\n'
+        + "  |> max()\n"
         + '  |> keep(columns: ["device", "_value"])\n'
     )
 
@@ -254,6 +273,7 @@ class InfluxStore(VoteStore):
         self.query_api = self.client.query_api()
         self._lock = threading.Lock()
         self._last_us = 0
+        self._max_seq: dict[str, tuple[int, float]] = {}    # device -> (highest stored seq, when read)
 
     @classmethod
     def from_url(cls, url: str) -> "InfluxStore":
@@ -300,10 +320,17 @@ class InfluxStore(VoteStore):
         return [record.values for table in tables for record in table.records]
 
     # --- writing ------------------------------------------------------------------
-    def _existing(self, votes: Sequence[StoredVote]) -> set[tuple[str, int]]:
-        """(device, seq) pairs of ``votes`` already stored: the dedupe lookup before each write."""
+    def _existing(self, votes: Sequence[StoredVote]) -> dict[tuple[str, int], tuple[str, str]]:
+        """(device, seq) -> (rating, pressed_at) of ``votes`` already stored: the lookup before each write.
+
+        One query over the batch's time span (a redelivery with a trusted clock maps to the same
+        instant) and one over ``lookback`` before the receipt times of clock-replaced votes; then,
+        for votes whose seq is not above the terminal's highest stored seq and that neither query
+        found, one query over all time for exactly those seqs, so that a terminal numbering from
+        an old seq again (a lost outbox) is found however long ago the first vote was stored.
+        """
         if not votes:
-            return set()
+            return {}
         spans = []
         stamps = [vote_time_ns(v) for v in votes]
         spans.append((min(stamps) // 1_000_000 * 1_000_000, max(stamps) + 1, {v.device for v in votes}))
@@ -312,11 +339,33 @@ class InfluxStore(VoteStore):
             low = min(to_us(v.received_at) for v in replaced) * 1000 - int(self.lookback.total_seconds() * 1e9)
             high = max(to_us(v.received_at) for v in replaced) * 1000 + 1_000_000
             spans.append((low, high, {v.device for v in replaced}))
-        found: set[tuple[str, int]] = set()
+        found: dict[tuple[str, int], tuple[str, str]] = {}
+
+        def add(rows):
+            for row in rows:
+                found.setdefault((row["device"], int(row["seq"])), (row["rating"], row.get("pressed_at") or ""))
+
         for low, high, devices in spans:
-            for row in self._query(existing_flux(self.bucket, low, high, devices), "duplicate lookup"):
-                found.add((row["device"], int(row["_value"])))
+            add(self._query(existing_flux(self.bucket, low, high, devices), "duplicate lookup"))
+        highest = self._highest_seqs({v.device for v in votes})
+        older = [v for v in votes if (v.device, v.seq) not in found and v.seq <= highest.get(v.device, 0)]
+        if older:
+            add(self._query(existing_flux(self.bucket, 0, FAR_FUTURE_NS, {v.device for v in older},
+                                          {v.seq for v in older}), "seq reuse lookup"))
         return found
+
+    MAX_SEQ_TTL = 60.0      # seconds: how long a terminal's highest stored seq is trusted without asking again
+
+    def _highest_seqs(self, devices: set[str]) -> dict[str, int]:
+        """Each device's highest stored seq (0: none), read from the server at most once a minute per device."""
+        now = _time.monotonic()
+        stale = sorted(d for d in devices if now - self._max_seq.get(d, (0, -1e9))[1] > self.MAX_SEQ_TTL)
+        if stale:
+            got = {row["device"]: int(row["_value"]) for row in self._query(max_seq_flux(self.bucket, stale),
+                                                                          "highest seq")}
+            for device in stale:
+                self._max_seq[device] = (got.get(device, 0), now)
+        return {d: self._max_seq[d][0] for d in devices}
 
     def write(self, votes: Sequence[StoredVote] = (), dead_letters: Sequence[DeadLetter] = (),
               statuses: Sequence[TerminalStatus] = ()) -> WriteResult:
@@ -326,13 +375,18 @@ class InfluxStore(VoteStore):
         from urllib3.exceptions import HTTPError
 
         existing = self._existing(votes)
-        new, seen = [], set(existing)
+        new, seen, conflicts = [], dict(existing), []
         for vote in votes:
             key = (vote.device, vote.seq)
             if key not in seen:
-                seen.add(key)
+                seen[key] = (vote.rating, vote.pressed_at)
                 new.append(vote)
-        duplicates = len(votes) - len(new)
+                continue
+            letter = seq_conflict_letter(vote, *seen[key])
+            if letter is not None:
+                conflicts.append(letter)
+        dead_letters = list(dead_letters) + conflicts
+        duplicates = len(votes) - len(new) - len(conflicts)
         points = [vote_point(v) for v in new]
         points += [feed_point(v, self._unique_us(v.received_at)) for v in new]
         points += [dead_letter_point(d, self._unique_us(d.received_at)) for d in dead_letters]
@@ -344,6 +398,10 @@ class InfluxStore(VoteStore):
                 self.write_api.write(bucket=self.bucket, org=self.org, record=points)
             except (InfluxDBError, HTTPError, OSError) as exc:
                 raise self._fail(f"write of {len(points)} points", exc) from exc
+        for vote in new:
+            known = self._max_seq.get(vote.device)
+            if known is not None and vote.seq > known[0]:
+                self._max_seq[vote.device] = (vote.seq, known[1])
         return WriteResult(inserted=len(new), duplicates=duplicates, dead_letters=len(dead_letters),
                            statuses=len(statuses))
 

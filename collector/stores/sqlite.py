@@ -29,10 +29,10 @@ from typing import Iterable, Iterator, Sequence
 
 from manyi.exc import ConfigError, StoreError
 from manyi.periods import CHINA_TZ
-from manyi.protocol import Vote, vote_topic
 
 from .base import (
     BUCKETS, CountRow, DeadLetter, FeedItem, Gap, StoredVote, TerminalStatus, VoteStore, WriteResult, flags_text,
+    seq_conflict_letter,
     from_us, parse_flags, to_us,
 )
 
@@ -246,23 +246,10 @@ class SQLiteStore(VoteStore):
         return result
 
     def _conflict(self, vote: StoredVote) -> DeadLetter | None:
-        """A dead letter if (device, seq) is stored with another rating or press time, else None.
-
-        A true duplicate (a redelivery, a replay, the terminal's resend) has the same content. Other
-        content under a stored key means the terminal started numbering again (its outbox was lost,
-        e.g. a replaced SD card): the vote is kept as a dead letter ``seq_conflict``, not dropped.
-        """
+        """A seq_conflict dead letter if (device, seq) is stored with other content (base.seq_conflict_letter)."""
         row = self.conn.execute("SELECT rating, pressed_at FROM votes WHERE device = ? AND seq = ?",
                                 (vote.device, vote.seq)).fetchone()
-        if row is None or (row[0], row[1]) == (vote.rating, vote.pressed_at):
-            return None
-        payload = Vote(device=vote.device, seq=vote.seq, rating=vote.rating, pressed_at=vote.pressed_at,
-                       clock_ok=vote.clock_ok).to_json()
-        return DeadLetter(vote_topic(vote.device), payload, "seq_conflict",
-                          f"seq {vote.seq} of {vote.device} is already stored as {row[0]} pressed at {row[1]}; "
-                          f"this vote ({vote.rating}, pressed at {vote.pressed_at}) differs: the terminal numbers "
-                          f"from an old seq again (lost or replaced outbox?). Set its seq past the stored maximum.",
-                          vote.received_at)
+        return None if row is None else seq_conflict_letter(vote, row[0], row[1])
 
     def _write(self, votes, dead_letters, statuses) -> WriteResult:
         conn = self.conn
