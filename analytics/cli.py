@@ -7,11 +7,10 @@ terminal without pandas); the handlers import what they need.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-DEFAULT_DB = "var/center.db"
+from manyi.settings import DEFAULT_CENTER_DB, center_db_path
 
 
 def register(subparsers) -> None:
@@ -59,11 +58,11 @@ def register(subparsers) -> None:
 
 def _db_arg(parser) -> None:
     parser.add_argument("--db", type=Path, default=None,
-                        help=f"control center database (default $MANYI_DB or {DEFAULT_DB})")
+                        help=f"control center database (default $MANYI_DB or {DEFAULT_CENTER_DB})")
 
 
 def _db_path(args) -> Path:
-    return args.db or Path(os.environ.get("MANYI_DB") or DEFAULT_DB)
+    return Path(center_db_path(args.db))
 
 
 def _open_db(args):
@@ -88,8 +87,8 @@ def cmd_registry_validate(args) -> int:
 
 def cmd_registry_import(args) -> int:
     """manyi registry import DIR --db PATH"""
-    from manyi.registry import Registry
     from analytics.center.registry import store_active
+    from manyi.registry import Registry
 
     registry = Registry.load(args.directory)
     db = _open_db(args)
@@ -105,8 +104,8 @@ def cmd_registry_import(args) -> int:
 
 def cmd_registry_export(args) -> int:
     """manyi registry export --out DIR"""
-    from manyi.registry import heze_sample
     from analytics.center.registry import load_active
+    from manyi.registry import heze_sample
 
     registry = None
     if not args.sample:
@@ -125,8 +124,8 @@ def cmd_registry_export(args) -> int:
 
 def resolve_registry(args, db):
     """--registry DIR, else the db's active registry, else the Heze sample (with a warning)."""
-    from manyi.registry import Registry, heze_sample
     from analytics.center.registry import load_active
+    from manyi.registry import Registry, heze_sample
 
     if getattr(args, "registry", None):
         return Registry.load(args.registry)
@@ -169,10 +168,9 @@ class ProgressBar:
 def cmd_import(args) -> int:
     """manyi survey|scores import FILE --quarter Q [--partial]: exit 0 imported, 1 rows rejected and
     nothing imported (or every row rejected with --partial), 2 file unreadable."""
-    from manyi.periods import Quarter
-
     from analytics.imports.scores import import_scores
     from analytics.imports.survey import import_survey
+    from manyi.periods import Quarter
 
     try:
         quarter = Quarter.parse(args.quarter)

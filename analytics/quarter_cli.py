@@ -10,8 +10,7 @@ import argparse
 import os
 import sys
 
-DEFAULT_STORE = "sqlite:///var/votes.db"
-DEFAULT_DB = "var/center.db"
+from manyi.settings import DEFAULT_CENTER_DB, DEFAULT_STORE_URL, center_db_path, store_url
 
 
 def register(subparsers) -> None:
@@ -25,8 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--format", dest="fmt", choices=("xlsx", "html", "csv"),
                    help="output format (default: the suffix of --out)")
     p.add_argument("--out", required=True, help="file to write")
-    p.add_argument("--store", help=f"vote store URL (default: MANYI_STORE or {DEFAULT_STORE})")
-    p.add_argument("--db", help=f"center database (default: MANYI_DB or {DEFAULT_DB})")
+    p.add_argument("--store", help=f"vote store URL (default: MANYI_STORE or {DEFAULT_STORE_URL})")
+    p.add_argument("--db", help=f"center database (default: MANYI_DB or {DEFAULT_CENTER_DB})")
     p.add_argument("--registry", help="registry directory (default: the active registry in the center "
                                       "database, else the Heze sample)")
     p.add_argument("--publish", action="store_true", help="store the result as the quarter's published figures")
@@ -55,7 +54,7 @@ def run_report(args: argparse.Namespace) -> int:
     fmt = args.fmt or os.path.splitext(args.out)[1].lstrip(".").lower()
     if fmt not in ("xlsx", "html", "csv"):
         raise ConfigError(f"--out {args.out!r}: say --format xlsx|html|csv or use one of those suffixes")
-    db = CenterDB(args.db or os.environ.get("MANYI_DB") or DEFAULT_DB)
+    db = CenterDB(center_db_path(args.db))
     try:
         if args.result is not None:
             result = load_published(db, args.result)
@@ -69,7 +68,7 @@ def run_report(args: argparse.Namespace) -> int:
             registry = _registry(args.registry, db)
             from collector.stores import open_store
 
-            with open_store(args.store or os.environ.get("MANYI_STORE") or DEFAULT_STORE) as store:
+            with open_store(store_url(args.store)) as store:
                 result = compute_quarter(store, registry, db, quarter, params)
             if args.publish:
                 publish(db, result)
@@ -85,8 +84,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _registry(path, db):
-    from manyi.registry import Registry, heze_sample
     from analytics.center.registry import load_active
+    from manyi.registry import Registry, heze_sample
 
     if path:
         return Registry.load(path)

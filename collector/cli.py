@@ -6,7 +6,6 @@ Only the standard library is imported at the top; paho and the stores load in th
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 
@@ -103,10 +102,11 @@ def gather_stats(store, max_gaps: int = 20) -> dict:
 
 def run_stats(args) -> int:
     """Print votes accepted, duplicates, dead letters by reason, and per terminal last seq and gaps."""
-    from .config import DEFAULT_STORE
+    from manyi.settings import store_url
+
     from .stores import open_store
 
-    url = args.store or os.environ.get("MANYI_STORE") or DEFAULT_STORE
+    url = store_url(args.store)
     with open_store(url) as store:
         data = gather_stats(store, args.gaps)
     if args.json:

@@ -8,11 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from manyi.exc import ConfigError
-from manyi.settings import parse_broker
+from manyi.settings import DEFAULT_STORE_URL, parse_broker
 
 from .validate import BurstRule
 
-DEFAULT_STORE = "sqlite:///var/votes.db"
 MQTT_VERSIONS = ("5", "3.1.1")
 
 
@@ -21,7 +20,7 @@ class CollectorSettings:
     """Everything ``manyi collector`` can be told (env: MANYI_COLLECTOR_<NAME> or MANYI_<NAME>)."""
 
     broker: str = "127.0.0.1:1883"
-    store: str = DEFAULT_STORE
+    store: str = DEFAULT_STORE_URL
     client_id: str = "manyi-collector"
     username: str | None = None
     password: str | None = None

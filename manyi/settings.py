@@ -19,6 +19,28 @@ T = TypeVar("T")
 ENV_PREFIX = "MANYI_"
 SECRET_WORDS = ("password", "token", "secret", "salt")
 
+# Where the server keeps its data by default (relative to the working directory; the
+# systemd units and the compose file set absolute ones). Every command and the control
+# center take them from here, overridden by MANYI_STORE / MANYI_DB, overridden by options.
+DEFAULT_STORE_URL = "sqlite:///var/votes.db"
+DEFAULT_CENTER_DB = "var/center.db"
+
+
+def env_value(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The environment variable ``MANYI_<NAME>``, or None when unset or empty (the one place they are read)."""
+    env = os.environ if env is None else env
+    return env.get(f"{ENV_PREFIX}{name.upper()}") or None
+
+
+def store_url(given: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The vote store's URL: ``given`` (an option), else MANYI_STORE, else DEFAULT_STORE_URL."""
+    return given or env_value("STORE", env) or DEFAULT_STORE_URL
+
+
+def center_db_path(given: str | Path | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The control center database's path: ``given``, else MANYI_DB, else DEFAULT_CENTER_DB."""
+    return str(given or env_value("DB", env) or DEFAULT_CENTER_DB)
+
 
 def _coerce(name: str, kind: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(kind)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from manyi.exc import ImportFileError
 from manyi.periods import Quarter
 from manyi.registry import Registry
+from manyi.settings import env_value
 
 from analytics.center import imports as stored
 
@@ -75,7 +75,7 @@ ANSWERS = {
 
 def phone_salt(db) -> bytes:
     """The salt of phone hashes: MANYI_PHONE_SALT, else a random one created once in the center db."""
-    env = os.environ.get("MANYI_PHONE_SALT")
+    env = env_value("PHONE_SALT")
     if env:
         return env.encode("utf-8")
     return stored.secret(db, "phone_salt").encode("utf-8")

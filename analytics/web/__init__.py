@@ -17,6 +17,8 @@ from datetime import timedelta
 
 from flask import Flask, jsonify, render_template, request
 
+from manyi.settings import DEFAULT_CENTER_DB, DEFAULT_STORE_URL, env_value
+
 log = logging.getLogger(__name__)
 
 # In the order of the navigation.
@@ -34,8 +36,8 @@ BLUEPRINTS = [
 ]
 
 DEFAULTS = dict(
-    STORE_URL="sqlite:///var/votes.db",
-    CENTER_DB="var/center.db",
+    STORE_URL=DEFAULT_STORE_URL,
+    CENTER_DB=DEFAULT_CENTER_DB,
     REGISTRY_PATH=None,                 # None: the shipped Heze sample registry
     BACKGROUND_WORKERS=True,
     SESSION_COOKIE_HTTPONLY=True,
@@ -101,7 +103,7 @@ def env_config(environ) -> dict:
 
     values = {}
     for key in (*DEFAULTS, "SECRET_KEY"):
-        text = environ.get(f"MANYI_WEB_{key}")
+        text = env_value(f"WEB_{key}", environ)
         if not text:
             continue
         default = DEFAULTS.get(key)

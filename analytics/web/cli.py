@@ -14,10 +14,10 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from manyi.settings import DEFAULT_CENTER_DB, DEFAULT_STORE_URL, center_db_path, store_url
+
 log = logging.getLogger(__name__)
 
-DEFAULT_STORE = "sqlite:///var/votes.db"
-DEFAULT_DB = "var/center.db"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ROLE_CHOICES = ("admin", "security", "auditor", "city", "county", "assessment")   # analytics.web.auth.ROLES
 STREAM_RESERVE = 8           # server threads never given to live streams (login, pages, API)
@@ -51,16 +51,16 @@ def register(subparsers) -> None:
                      help="admin, security, auditor: the three administrators (三员); the others see data")
     add.add_argument("--county", default=None, help="county code (role county only), e.g. 371702")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    add.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    add.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_CENTER_DB})")
     add.add_argument("--registry", default=None, help="registry directory to check the county against")
     add.set_defaults(func=cmd_user_add)
     passwd = user_sub.add_parser("passwd", help="set an account's password (ends its sessions)")
     passwd.add_argument("username")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    passwd.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    passwd.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_CENTER_DB})")
     passwd.set_defaults(func=cmd_user_passwd)
     lst = user_sub.add_parser("list", help="list accounts")
-    lst.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    lst.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_CENTER_DB})")
     lst.set_defaults(func=cmd_user_list)
 
     token = subparsers.add_parser("token", help="API tokens")
@@ -68,31 +68,31 @@ def register(subparsers) -> None:
     tadd = token_sub.add_parser("add", help="issue an API token for a user (printed once)")
     tadd.add_argument("username")
     tadd.add_argument("--name", default="", help="what the token is for")
-    tadd.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    tadd.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_CENTER_DB})")
     tadd.set_defaults(func=cmd_token_add)
     tlist = token_sub.add_parser("list", help="list API tokens (id, user, name, created, last used, state)")
-    tlist.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    tlist.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_CENTER_DB})")
     tlist.set_defaults(func=cmd_token_list)
     trevoke = token_sub.add_parser("revoke", help="revoke an API token by its id (see token list)")
     trevoke.add_argument("token_id", type=int)
-    trevoke.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    trevoke.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_CENTER_DB})")
     trevoke.set_defaults(func=cmd_token_revoke)
 
     audit_cmd = subparsers.add_parser("audit", help="the control center's audit log")
     audit_sub = audit_cmd.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit log's hash chain (exit 1 if an entry was altered)")
-    verify.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    verify.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_CENTER_DB})")
     verify.set_defaults(func=cmd_audit_verify)
 
 
 def _common(parser) -> None:
-    parser.add_argument("--store", default=None, help=f"vote store URL (default $MANYI_STORE or {DEFAULT_STORE})")
-    parser.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_DB})")
+    parser.add_argument("--store", default=None, help=f"vote store URL (default $MANYI_STORE or {DEFAULT_STORE_URL})")
+    parser.add_argument("--db", default=None, help=f"center db (default $MANYI_DB or {DEFAULT_CENTER_DB})")
     parser.add_argument("--registry", default=None, help="registry directory (default: the Heze sample)")
 
 
 def _db_path(args) -> str:
-    return args.db or os.environ.get("MANYI_DB") or DEFAULT_DB
+    return center_db_path(args.db)
 
 
 def secret_key(path: Path) -> str:
@@ -113,7 +113,7 @@ def build_config(args) -> dict:
     secure = args.cookie_secure == "yes" or (args.cookie_secure == "auto" and args.host not in LOOPBACK)
     secret_file = Path(args.secret_file) if args.secret_file else Path(db).parent / "web-secret.key"
     config = {
-        "STORE_URL": args.store or os.environ.get("MANYI_STORE") or DEFAULT_STORE,
+        "STORE_URL": store_url(args.store),
         "CENTER_DB": db,
         "REGISTRY_PATH": args.registry,
         "SECRET_KEY": secret_key(secret_file),
