@@ -138,7 +138,7 @@ def test_live_map_shows_a_vote_from_the_broker_without_reload(chain, browser):
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, json.dumps(errors, ensure_ascii=False, indent=1)
 
-    # The unsatisfied vote opened a follow-up case (督办, helper D2's pages): open it and close it.
+    # The unsatisfied vote opened a follow-up case (督办): open it and close it.
     browser.find_element(By.CSS_SELECTOR, "nav a[href='/cases']").click()
     _wait(lambda: browser.current_url.startswith(f"{base}/cases"), 20, "the case list")
     links = _wait(lambda: [a for a in browser.find_elements(By.CSS_SELECTOR, "a[href^='/cases/']")

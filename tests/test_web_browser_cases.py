@@ -3,7 +3,7 @@ open to closed, sees an alert appear on the alert page without a reload, and the
 charts drawn by the app's own plotly. Screenshots go to test-artifacts/.
 
 The browser fixture and helpers are in tests/plugin_web.py; votes are written
-straight into the SQLite store here (the broker → collector path is D1's test).
+straight into the SQLite store here (the broker → collector path has its own tests).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Imports and reports: upload the 12333 survey and the composite scores, download
 templates and the quarterly report.
 
-Uploads go through C1's importers (:func:`analytics.imports.survey.import_survey`,
+Uploads go through the importers (:func:`analytics.imports.survey.import_survey`,
 :func:`analytics.imports.scores.import_scores`); their :class:`ImportReport` is shown on the
 page (rows read, imported, duplicates, rejected rows with row/column/value/reason,
 unmatched names with the closest candidates). Imports are all-or-nothing: when a row is
@@ -11,7 +11,7 @@ message. Uploads are limited by the app's MAX_CONTENT_LENGTH (a clear 413 page),
 .csv and .txt files whose content is not a program, image or archive (415), and are only
 ever read in memory: the client's file name is kept only as a sanitised display name
 (:func:`display_name`) in the import log and the audit. Uploads are for the assessment
-office and administrators; reports (C2's :func:`analytics.report.render_report`) also for
+office and administrators; reports (:func:`analytics.report.render_report`) also for
 city staff. Every upload and download is audited.
 """
 

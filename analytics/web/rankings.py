@@ -1,6 +1,6 @@
 """Rankings: counties and townships of a quarter by corrected score (Heze model).
 
-The figures are C2's :func:`analytics.quarter.compute_quarter` (live, from the store and
+The figures are :func:`analytics.quarter.compute_quarter` (live, from the store and
 the imports) or a published result (:func:`analytics.quarter.load_published`). The table
 shows rank, the coefficient k, n, the satisfaction rate with its Wilson 95% interval and
 the flags; it sorts by any column and exports as CSV or XLSX. County staff see their
