@@ -45,7 +45,7 @@ def run_report(args: argparse.Namespace) -> int:
     from .center import CenterDB
     from .model import Params
     from .quarter import compute_quarter, load_published, publish
-    from .report import write_report
+    from .output.report import write_report
 
     try:
         quarter = Quarter.parse(args.quarter)

@@ -70,7 +70,7 @@ def child_manyi(store_path: str, seed: int, repeat: int, report: bool) -> dict:
         result = compute_quarter(store, registry, None, QUARTER)
         times.append(time.perf_counter() - started)
     if report:
-        from analytics.report import write_report
+        from analytics.output.report import write_report
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             write_report(result, Path(tmp) / "report.xlsx")

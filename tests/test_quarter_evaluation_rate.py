@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 
 from analytics.quarter import compute_quarter, load_published, publish, recompute_published
-from analytics.report import render_report
+from analytics.output.report import render_report
 from collector.stores.base import StoredVote
 from manyi.periods import CHINA_TZ, Quarter
 from manyi.registry import Transaction

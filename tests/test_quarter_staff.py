@@ -14,7 +14,7 @@ from pandas.testing import assert_frame_equal
 from analytics.quarter import (
     STAFF_COLUMNS, TABLES, compute_quarter, load_published, publish, recompute_published,
 )
-from analytics.report import render_report
+from analytics.output.report import render_report
 from collector.stores.base import StoredVote
 from manyi.periods import CHINA_TZ, Quarter
 from manyi.registry import RosterEntry

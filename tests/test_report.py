@@ -13,7 +13,7 @@ from test_quarter import Q3, local, many, survey_frame
 
 from analytics.model import Params
 from analytics.quarter import compute_quarter, load_published, published
-from analytics.report import neutralise_cell, render_report, write_report
+from analytics.output.report import neutralise_cell, render_report, write_report
 from collector.stores.base import FLAG_BURST
 from collector.stores.sqlite import SQLiteStore
 from manyi.cli import main

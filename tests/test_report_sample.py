@@ -13,7 +13,7 @@ import pytest
 from test_quarter import Q3, local, many
 
 from analytics.quarter import compute_quarter, load_published, publish, published, recompute_published
-from analytics.report import SAMPLE_WARNING, local_time, render_report
+from analytics.output.report import SAMPLE_WARNING, local_time, render_report
 
 COMPUTED = datetime(2026, 11, 22, 3, 9, 29, 729978, tzinfo=timezone.utc)
 PUBLISHED = datetime(2026, 11, 22, 3, 15, 2, 5, tzinfo=timezone.utc)

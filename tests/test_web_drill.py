@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from analytics import charts_drill as charts
+from analytics.output import drill_charts as charts
 from followup_fixtures import HOSTILE, HOSTILE_HALL, small_registry
 from plugin_web import DEVICE_A, DEVICE_B, PASSWORD, write_votes
 

@@ -1,4 +1,4 @@
-"""Pure parts of the live pages: terminal inspection (analytics.inspect) and the map builder (analytics.charts)."""
+"""Pure parts of the live pages: terminal inspection (analytics.inspect) and the map builder (analytics.output.map_chart)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from analytics.charts import OSM_ATTRIBUTION, county_map
+from analytics.output.map_chart import OSM_ATTRIBUTION, county_map
 from analytics.inspect import (InspectParams, find_bursts, find_count_patterns, is_online, is_silent,
                                terminal_rows)
 from collector.stores.base import CountRow, Gap, TerminalStatus

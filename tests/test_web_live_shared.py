@@ -64,7 +64,7 @@ def test_the_map_figure_is_what_plotly_itself_writes():
     import pandas as pd
     import plotly.graph_objects as go
 
-    from analytics.charts import county_map
+    from analytics.output.map_chart import county_map
     from manyi.registry import COUNTIES_GEOJSON, heze_sample
 
     registry = heze_sample()

@@ -121,7 +121,7 @@ def test_county_user_map_links_only_to_own_county(client, auth):
 
 
 def test_map_colour_scale_says_points():
-    from analytics.charts import county_map
+    from analytics.output.map_chart import county_map
     import pandas as pd
     from manyi.registry import COUNTIES_GEOJSON
     import json
@@ -156,7 +156,7 @@ def test_audit_log_shows_china_time_and_chinese_actions(client, auth, app):
 def test_drill_trend_axis_uses_dates_not_english_month_names():
     from datetime import date
 
-    from analytics import charts_drill as charts
+    from analytics.output import drill_charts as charts
 
     fig = charts.trend_figure(charts.daily_counts([], date(2026, 11, 1), date(2026, 11, 8))).to_plotly_json()
     layout = fig["layout"]
@@ -251,7 +251,7 @@ def test_map_pales_counties_with_few_votes():
 
     import pandas as pd
 
-    from analytics.charts import FEW_VOTES, FEW_VOTES_OPACITY, county_map
+    from analytics.output.map_chart import FEW_VOTES, FEW_VOTES_OPACITY, county_map
     from manyi.registry import COUNTIES_GEOJSON
 
     counties = pd.DataFrame({"code": ["371702", "371721"], "name": ["牡丹区", "曹县"], "n": [FEW_VOTES, 1],

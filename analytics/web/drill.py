@@ -16,7 +16,7 @@ from datetime import date, timedelta
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
-from analytics import charts_drill as charts
+from analytics.output import drill_charts as charts
 from analytics.model.rates import satisfaction_rate
 from analytics.votes import attributed_counts
 from manyi.periods import local_midnight, to_local

@@ -11,7 +11,7 @@ message. Uploads are limited by the app's MAX_CONTENT_LENGTH (a clear 413 page),
 .csv and .txt files whose content is not a program, image or archive (415), and are only
 ever read in memory: the client's file name is kept only as a sanitised display name
 (:func:`display_name`) in the import log and the audit. Uploads are for the assessment
-office and administrators; reports (:func:`analytics.report.render_report`) also for
+office and administrators; reports (:func:`analytics.output.report.render_report`) also for
 city staff. Every upload and download is audited.
 """
 
@@ -178,7 +178,7 @@ def template(kind: str, fmt: str):
 def report():
     """The quarterly report: ?quarter=2026Q3&format=xlsx|html|csv[&result=<published id>]."""
     from analytics import quarter as q
-    from analytics.report import render_report
+    from analytics.output.report import render_report
     fmt = request.args.get("format", "xlsx")
     if fmt not in REPORT_FORMATS:
         abort(400, description=f"报告格式应为 {'/'.join(REPORT_FORMATS)}")

@@ -212,7 +212,7 @@ def api_map():
 
 
 def _map_payload(period: str, with_figure: bool, visible: set[str] | None) -> dict:
-    from analytics.charts import county_map
+    from analytics.output.map_chart import county_map
     now = get_clock().now()
     start, end = period_bounds(period, now)
     store, registry = get_store(), get_registry()

@@ -40,7 +40,7 @@ import pandas as pd
 from manyi.exc import ConfigError
 from manyi.periods import to_local
 
-from .imports import csv_bytes, neutralise_cell  # one definition for imports, reports and web tables
+from ..imports import csv_bytes, neutralise_cell  # one definition for imports, reports and web tables
 
 FORMATS = ("xlsx", "html", "csv")
 SAMPLE_WARNING = ("模拟数据：本报告基于生成的菏泽示例登记表和模拟评价，仅供演示和测试，"

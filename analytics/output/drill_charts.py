@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from manyi.periods import to_local
 
-from .model.rates import satisfaction_rate
+from ..model.rates import satisfaction_rate
 
 RATINGS = ("satisfied", "basic", "unsatisfied")
 LABELS = {"satisfied": "满意", "basic": "基本满意", "unsatisfied": "不满意"}
