@@ -198,9 +198,10 @@ def test_terminal_silent_only_while_the_hall_is_open(app, web_store, clock):
     assert rows[DEVICE_A]["online"] and not rows[DEVICE_A]["silent"]
 
 
-def test_terminals_flag_bursts(app, web_store, clock):
+def test_terminals_show_the_collectors_burst_flags(app, web_store, clock):
     now = clock.now()
-    write_votes(web_store, [(DEVICE_A, "satisfied", now - timedelta(seconds=60 - 5 * i)) for i in range(6)])
+    write_votes(web_store, [(DEVICE_A, "satisfied", now - timedelta(seconds=60 - 5 * i)) for i in range(6)],
+                flags={"burst"})
     rows = {r["device"]: r for r in _client(app, "admin").get("/api/v1/terminals").json["terminals"]}
     assert [f["pattern"] for f in rows[DEVICE_A]["findings"]] == ["burst"]
     page = _client(app, "admin").get("/terminals?problems=1").get_data(as_text=True)

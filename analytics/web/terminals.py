@@ -40,11 +40,15 @@ def terminals_data() -> dict:
     if visible is not None:
         rows = [r for r in rows if r["county_code"] in visible]
     devices = {r["device"] for r in rows}
-    findings = find_count_patterns(store.counts(now - timedelta(days=14), now, bucket="day", devices=devices), params)
-    findings += find_bursts(store.votes(now - timedelta(days=1), now, devices=devices))
+    # The last day's burst runs (when, which key) before the 14 days' count of flagged votes: one burst
+    # finding per terminal, the more telling one.
+    findings = find_bursts(store.votes(now - timedelta(days=1), now, devices=devices))
+    findings += find_count_patterns(store.counts(now - timedelta(days=14), now, bucket="day", devices=devices), params)
     by_device: dict[str, list] = {}
     for finding in findings:
-        by_device.setdefault(finding.device, []).append(finding.to_dict())
+        shown = by_device.setdefault(finding.device, [])
+        if all(f["pattern"] != finding.pattern for f in shown):
+            shown.append(finding.to_dict())
     for row in rows:
         row["findings"] = by_device.get(row["device"], [])
     summary = {
