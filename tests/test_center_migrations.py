@@ -143,3 +143,18 @@ def test_migration_files_are_numbered_without_gaps(tmp_path):
         (tmp_path / name).write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="without gaps"):
         shipped(tmp_path)
+
+
+def test_serve_refuses_to_start_on_a_newer_database_with_a_message(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "center.db"
+    CenterDB(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    conn.close()
+    result = subprocess.run([sys.executable, "-m", "manyi", "serve", "--db", str(path), "--port", "0",
+                             "--store", f"sqlite:///{tmp_path / 'votes.db'}"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "newer than this software" in result.stderr, result.stderr[-500:]

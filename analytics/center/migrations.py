@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from manyi.exc import ManyiError
+
 HERE = Path(__file__).resolve().parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-class MigrationError(sqlite3.DatabaseError):
+class MigrationError(ManyiError, sqlite3.DatabaseError):
     """The database is newer than this software, or a migration failed (the message says which)."""
 
 

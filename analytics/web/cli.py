@@ -149,9 +149,17 @@ def cmd_serve(args) -> int:
 
     from analytics.web import create_app
 
+    from analytics.center.migrations import version_of
+    from analytics.web.context import get_db
+
     app = create_app(build_config(args))
+    # Open (and, after an upgrade, migrate) the center database now: a failed migration stops
+    # the start with its message instead of failing the first request.
+    db = get_db(app)
+    applied = f", migrated to version {db.applied[-1]}" if db.applied else ""
     print(f"manyi control center on http://{args.host}:{args.port}/ "
-          f"(store {app.config['STORE_URL']}, db {app.config['CENTER_DB']})", flush=True)
+          f"(store {app.config['STORE_URL']}, db {app.config['CENTER_DB']} "
+          f"version {version_of(db.conn)}{applied})", flush=True)
     waitress.serve(app, **serve_options(args))
     return 0
 
