@@ -11,7 +11,7 @@ carry :data:`SIMULATED_NOTE` in their 备注 column, the import file names start
   store through its interface (``store.write`` in batches), seq 1.. per terminal, and
   returns each terminal's last seq so the live simulator continues after it.
 * :func:`seed_followup` gives the seeded 不满意督办 cases a simulated follow-up history
-  through the real analytics.followup actions (assign, note, 回访, close), done by
+  through the real analytics.cases actions (assign, note, 回访, close), done by
   :data:`SIMULATED_ACTOR`, so the case page looks like a working control center: old
   cases mostly closed, a few closed late, a handful still overdue, recent ones open.
 * :func:`survey_csv` and :func:`scores_csv` make files in the formats the control

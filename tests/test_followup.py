@@ -1,4 +1,4 @@
-"""Follow-up cases: working-day deadlines, grouping, case actions (analytics.followup)."""
+"""Follow-up cases: working-day deadlines, grouping, case actions (analytics.cases)."""
 
 from __future__ import annotations
 
