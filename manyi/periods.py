@@ -97,3 +97,49 @@ def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
     start = datetime(year, month, 1, tzinfo=CHINA_TZ)
     end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=CHINA_TZ)
     return start, end
+
+
+_MONTH_RE = re.compile(r"^\s*(\d{4})\s*-\s*(\d{1,2})\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class Month:
+    """A calendar month in China time (the period of the monthly bulletin and the upward export)."""
+
+    year: int
+    number: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Month":
+        """Parse ``2026-11`` (also ``2026-1``); raise ValueError otherwise."""
+        match = _MONTH_RE.match(str(text))
+        if not match or not 1 <= int(match.group(2)) <= 12:
+            raise ValueError(f"month {text!r} is not of the form 2026-11")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @classmethod
+    def containing(cls, moment: datetime) -> "Month":
+        """The month (China time) that contains ``moment``."""
+        local = to_local(moment)
+        return cls(local.year, local.month)
+
+    @property
+    def start(self) -> datetime:
+        """First instant of the month, aware, China time."""
+        return month_bounds(self.year, self.number)[0]
+
+    @property
+    def end(self) -> datetime:
+        """First instant after the month, aware, China time."""
+        return month_bounds(self.year, self.number)[1]
+
+    def next(self) -> "Month":
+        """The following month."""
+        return Month(self.year + (self.number == 12), self.number % 12 + 1)
+
+    def previous(self) -> "Month":
+        """The preceding month."""
+        return Month(self.year - (self.number == 1), (self.number - 2) % 12 + 1)
+
+    def __str__(self) -> str:
+        return f"{self.year}-{self.number:02d}"

@@ -122,6 +122,14 @@ def survey_count_rows(db, quarter: str, include_excluded: bool = False) -> list[
     return [tuple(r) for r in db.query(sql, (quarter,))]
 
 
+def survey_counts_between(db, start: str, end: str) -> list[tuple]:
+    """(level, code, county_code, rating, n) of the answers given in [start, end) (China-time ISO texts)."""
+    return [tuple(r) for r in db.query(
+        "SELECT level, code, county_code, rating, COUNT(*) AS n FROM survey_answers"
+        " WHERE answered_at >= ? AND answered_at < ? GROUP BY level, code, county_code, rating"
+        " ORDER BY level, code, rating", (start, end))]
+
+
 def survey_summary(db, quarter: str) -> dict:
     """answers, rated, excluded, repeat phone numbers and units of the quarter's survey."""
     row = db.query(

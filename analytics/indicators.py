@@ -1,0 +1,132 @@
+"""The indicators of every unit of a level for a period: read, attribute, compute.
+
+Reads the votes through the one attribution (analytics.votes), the 12333 answers given in
+the period, the follow-up cases opened in it and the registry's transaction counts, and
+hands them to the pure :func:`analytics.model.indicators.indicators`. The pages, the API,
+the monthly bulletin and the upward export all call :func:`unit_indicators`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from manyi.periods import to_local
+
+from .center import cases as stored_cases
+from .center import imports as stored_imports
+from .model.attribution import window_places
+from .model.heze import Params
+from .model.indicators import indicators
+from .votes import attributed_counts
+
+LEVELS = ("city", "county", "township", "hall", "window")
+COLUMN = {"county": "county_code", "township": "township_code", "hall": "hall_id", "window": "window_id"}
+CITY = "city"
+PHONE = {"satisfied": "S", "basic": "B", "unsatisfied": "U", "excluded": "excluded"}
+
+
+def _code_column(frame: pd.DataFrame, level: str) -> pd.Series:
+    return pd.Series(CITY, index=frame.index) if level == "city" else frame[COLUMN[level]]
+
+
+def _terminal_counts(rows: pd.DataFrame, level: str) -> pd.DataFrame:
+    rows = rows.assign(code=_code_column(rows, level))
+    rows = rows[rows["code"] != ""]
+    wide = rows.pivot_table(index="code", columns="rating", values="count", aggfunc="sum", fill_value=0)
+    wide = wide.reindex(columns=["satisfied", "basic", "unsatisfied"], fill_value=0)
+    wide.columns = ["S", "B", "U"]
+    wide["excluded"] = rows.groupby("code")["excluded"].sum()
+    return wide.fillna(0).astype("int64").reset_index().assign(channel="terminal")
+
+
+def _phone_counts(db, registry, level: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Answers per unit: a township's answers count for it and its county (and the city); a county's for it."""
+    columns = ["code", "S", "B", "U", "excluded", "channel"]
+    if db is None or level not in ("city", "county", "township"):
+        return pd.DataFrame(columns=columns)
+    rows = pd.DataFrame(stored_imports.survey_counts_between(db, to_local(start).isoformat(), to_local(end).isoformat()),
+                        columns=["level", "code", "county_code", "rating", "n"])
+    if level == "township":
+        rows = rows[rows["level"] == "township"]
+    elif level == "county":
+        rows = rows.assign(code=rows["county_code"])
+    else:
+        rows = rows.assign(code=CITY)
+    rows = rows[rows["rating"].isin(list(PHONE))]
+    if not len(rows):
+        return pd.DataFrame(columns=columns)
+    wide = rows.pivot_table(index="code", columns="rating", values="n", aggfunc="sum", fill_value=0)
+    wide = wide.reindex(columns=list(PHONE), fill_value=0).rename(columns=PHONE)
+    return wide.astype("int64").reset_index().assign(channel="phone")[columns]
+
+
+def _cases(db, level: str, start: datetime, end: datetime, now: datetime) -> pd.DataFrame:
+    if db is None:
+        return pd.DataFrame(columns=["code", "closed", "on_time", "overdue", "called_back"])
+    rows = stored_cases.case_rows(db, first_from=start, first_before=end, limit=1_000_000)
+    out = []
+    for case in rows:
+        code = CITY if level == "city" else case[COLUMN[level]]
+        if not code:
+            continue
+        deadline = datetime.fromisoformat(case["deadline"])
+        closed = case["status"] == "closed"
+        out.append((code, closed, closed and datetime.fromisoformat(case["closed_at"]) <= deadline,
+                    not closed and now >= deadline, case["callback_result"] is not None))
+    return pd.DataFrame(out, columns=["code", "closed", "on_time", "overdue", "called_back"])
+
+
+def _transactions(registry, attributed: pd.DataFrame, level: str, start: datetime, end: datetime) -> pd.DataFrame:
+    per_window = registry.transactions_by_window(to_local(start).date(), to_local(end).date())
+    if not per_window:
+        return pd.DataFrame(columns=["code", "transactions", "tx_votes"])
+    places = window_places(registry)
+    places = places[places["window_id"].isin(per_window)]
+    tx = places.assign(transactions=places["window_id"].map(per_window), code=_code_column(places, level))
+    voted = attributed[attributed["window_id"].isin(per_window)]
+    voted = voted.assign(code=_code_column(voted, level)).groupby("code")["count"].sum()
+    out = tx.groupby("code")["transactions"].sum().to_frame()
+    out["tx_votes"] = voted.reindex(out.index).fillna(0)
+    return out.astype("int64").reset_index()
+
+
+def unit_names(registry, level: str) -> pd.DataFrame:
+    """Every unit of ``level``: code, name, county_code (the city: one row)."""
+    if level == "city":
+        return pd.DataFrame([(CITY, "全市", "")], columns=["code", "name", "county_code"])
+    if level == "county":
+        rows = [(c.code, c.name, c.code) for c in registry.counties.values()]
+    elif level == "township":
+        rows = [(t.code, t.name, t.county_code) for t in registry.townships.values()]
+    elif level == "hall":
+        towns = registry.townships
+        rows = [(h.id, h.name, h.county_code or (towns[h.township_code].county_code
+                                                 if h.township_code in towns else "")) for h in registry.halls.values()]
+    else:
+        places = window_places(registry).set_index("window_id")
+        rows = [(w.id, f"{registry.halls[w.hall_id].name} {w.name}" if w.hall_id in registry.halls else w.name,
+                 places.loc[w.id, "county_code"]) for w in registry.windows.values()]
+    return pd.DataFrame(rows, columns=["code", "name", "county_code"])
+
+
+def unit_indicators(store, registry, db, level: str, start: datetime, end: datetime, *, now: datetime,
+                    params: Params = Params(), channels=("terminal", "phone")) -> pd.DataFrame:
+    """The indicators of every unit of ``level`` in [start, end), one row per unit and channel, with names."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
+    attributed = attributed_counts(store, registry, start, end, grain="total").rows
+    parts = []
+    if "terminal" in channels:
+        names = unit_names(registry, level)
+        counted = _terminal_counts(attributed, level)
+        # every unit appears, with zero votes where it had none
+        parts.append(names[["code"]].merge(counted, on="code", how="left").assign(channel="terminal"))
+    if "phone" in channels:
+        parts.append(_phone_counts(db, registry, level, start, end))
+    votes = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else \
+        pd.DataFrame(columns=["code", "S", "B", "U", "excluded", "channel"])
+    table = indicators(votes, _cases(db, level, start, end, now), _transactions(registry, attributed, level, start, end),
+                       params)
+    return unit_names(registry, level).merge(table, on="code", how="right")

@@ -1,0 +1,81 @@
+"""The 好差评 indicators of a unit and period, pure: frames in, one frame out.
+
+Every page, API and document takes its indicators from :func:`indicators` (definitions in
+docs/indicators.md). Inputs, already attributed to units:
+
+- ``votes``: per unit (``code``) and channel: ``S``, ``B``, ``U`` (scored ratings) and
+  ``excluded`` (kept but not scored: misuse such as bursts and test presses);
+- ``transactions``: per unit, ``transactions`` served at windows that report them and
+  ``tx_votes``, the scored votes at those windows (so a unit where only some windows report
+  is not diluted);
+- ``cases``: one row per follow-up case opened in the period with its unit ``code``,
+  ``closed`` (bool), ``on_time`` (closed by its deadline), ``overdue`` (open past its
+  deadline at the time of the report) and ``called_back`` (a 回访 result is recorded).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .heze import Params, channel_score
+from .stats import satisfaction_rates
+
+CHANNELS = {"terminal": "评价器", "phone": "12333电话回访"}
+COLUMNS = ["code", "channel", "n", "excluded", "S", "B", "U", "rate", "rate_S", "rate_B", "rate_U", "score",
+           "bad_rate", "transactions", "tx_votes", "eval_rate", "cases", "called_back", "callback_rate",
+           "rectified_on_time", "due", "rectify_rate", "overdue"]
+LABELS = {
+    "n": "评价数", "excluded": "排除（误按、测试等，不计分）", "S": "满意", "B": "基本满意", "U": "不满意",
+    "rate": "满意度", "rate_S": "满意率", "rate_B": "基本满意率", "rate_U": "不满意率", "score": "综合得分",
+    "bad_rate": "差评率", "transactions": "办件量", "tx_votes": "有办件量窗口的评价数", "eval_rate": "评价率",
+    "cases": "督办件", "called_back": "已回访", "callback_rate": "回访率", "rectified_on_time": "按期整改",
+    "due": "应整改", "rectify_rate": "整改率", "overdue": "逾期未办结",
+}
+
+
+def _ratio(numerator, denominator) -> np.ndarray:
+    numerator, denominator = (np.asarray(v, dtype=float) for v in (numerator, denominator))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
+def indicators(votes: pd.DataFrame, cases: pd.DataFrame | None = None, transactions: pd.DataFrame | None = None,
+               params: Params = Params()) -> pd.DataFrame:
+    """One row per unit and channel with every indicator (NaN where it is not defined: no votes,
+    no transaction counts, no cases)."""
+    frame = votes.copy()
+    for column in ("S", "B", "U", "excluded"):
+        frame[column] = frame[column].fillna(0).astype("int64") if column in frame else 0
+    frame["n"] = frame["S"] + frame["B"] + frame["U"]
+    frame["rate"] = satisfaction_rates(frame["S"], frame["B"], frame["U"])
+    for key in ("S", "B", "U"):
+        frame[f"rate_{key}"] = _ratio(frame[key], frame["n"])
+    frame["score"] = channel_score(frame["S"], frame["B"], frame["U"], params)
+    frame["bad_rate"] = frame["rate_U"]      # three keys: 不满意 is the 差评 (docs/indicators.md)
+
+    terminal = frame["channel"] == "terminal"
+    tx = transactions if transactions is not None and len(transactions) else pd.DataFrame(
+        columns=["code", "transactions", "tx_votes"])
+    frame = frame.merge(tx.assign(channel="terminal"), on=["code", "channel"], how="left")
+    frame["eval_rate"] = _ratio(frame["tx_votes"], frame["transactions"])
+
+    per_unit = _case_counts(cases)
+    frame = frame.merge(per_unit.assign(channel="terminal"), on=["code", "channel"], how="left")
+    for column in ("cases", "called_back", "rectified_on_time", "due", "overdue"):
+        frame[column] = frame[column].where(terminal, np.nan)
+        frame.loc[terminal, column] = frame.loc[terminal, column].fillna(0)
+    frame["callback_rate"] = _ratio(frame["called_back"], frame["cases"])
+    frame["rectify_rate"] = _ratio(frame["rectified_on_time"], frame["due"])
+    return frame[COLUMNS].sort_values(["code", "channel"], ignore_index=True)
+
+
+def _case_counts(cases: pd.DataFrame | None) -> pd.DataFrame:
+    """Per unit: cases, called back, rectified on time, due (closed, or open past the deadline), overdue."""
+    columns = ["code", "cases", "called_back", "rectified_on_time", "due", "overdue"]
+    if cases is None or not len(cases):
+        return pd.DataFrame(columns=columns)
+    c = cases.assign(due=cases["closed"] | cases["overdue"])
+    out = c.groupby("code").agg(cases=("closed", "size"), called_back=("called_back", "sum"),
+                                rectified_on_time=("on_time", "sum"), due=("due", "sum"), overdue=("overdue", "sum"))
+    return out.astype("int64").reset_index()[columns]
