@@ -18,7 +18,7 @@ from collector.stores.base import FLAG_TEST
 from manyi.periods import local_midnight
 
 from ..center import cases as stored
-from ..model.attribution import locate_one, places
+from ..model.attribution import locate_all, locate_one, places
 from .rules import (
     CALLBACK_RESULTS, DEFAULT_SETTINGS, HOLIDAY, STATUS_ASSIGNED, STATUS_CLOSED, STATUS_LABELS, STATUS_OPEN,
     STATUSES, UNSATISFIED, WORKDAY, CaseError, add_working_days, check_holiday, check_setting, check_text,
@@ -85,6 +85,13 @@ class SyncResult:
     known: int = 0       # votes already attached to a case (idempotence)
 
 
+def _places(registry, votes) -> list[dict | None]:
+    """Where each vote's terminal stood at its time (one attribution for the whole batch)."""
+    if registry is None:
+        return [None] * len(votes)
+    return locate_all(places(registry), [(v.device, v.time) for v in votes])
+
+
 def _place(registry, device: str, at: datetime) -> dict | None:
     """Where the terminal stood at ``at`` (the one attribution), or None."""
     if registry is None:
@@ -92,12 +99,19 @@ def _place(registry, device: str, at: datetime) -> dict | None:
     return locate_one(places(registry), device, at)
 
 
+_UNKNOWN = object()
+
+
 def attach_vote(db, registry, device: str, seq: int, time: datetime, now: datetime,
-                settings: dict | None = None, cal=None) -> str:
-    """Attach one unsatisfied vote to a case; return 'opened', 'joined' or 'known'."""
+                settings: dict | None = None, cal=None, place=_UNKNOWN) -> str:
+    """Attach one unsatisfied vote to a case; return 'opened', 'joined' or 'known'.
+
+    ``place`` is where the terminal stood at ``time`` when the caller attributed a batch
+    already (None: nowhere known); by default it is looked up here."""
     settings = settings or get_settings(db)
     holidays, workdays = cal or calendar(db)
-    place = _place(registry, device, time)
+    if place is _UNKNOWN:
+        place = _place(registry, device, time)
     group_key = place["window_id"] if place else f"device:{device}"
     with db.transaction() as conn:
         if stored.vote_known(conn, device, seq):
@@ -133,11 +147,11 @@ def sync_cases(store, db, registry, now: datetime, limit: int = 500) -> SyncResu
     if not cursor:
         latest = store.feed(after=None, limit=1)
         start = now - timedelta(days=settings["backfill_days"])
-        for vote in store.votes(start, now + timedelta(minutes=10), ratings=[UNSATISFIED]):
-            if FLAG_TEST in vote.flags:
-                continue
+        votes = [v for v in store.votes(start, now + timedelta(minutes=10), ratings=[UNSATISFIED])
+                 if FLAG_TEST not in v.flags]
+        for vote, place in zip(votes, _places(registry, votes)):
             seen += 1
-            counts[attach_vote(db, registry, vote.device, vote.seq, vote.time, now, settings, cal)] += 1
+            counts[attach_vote(db, registry, vote.device, vote.seq, vote.time, now, settings, cal, place)] += 1
         if not latest:
             # An empty store: no cursor yet, the next run backfills again (idempotently).
             return SyncResult(seen=seen, **counts)
@@ -148,11 +162,10 @@ def sync_cases(store, db, registry, now: datetime, limit: int = 500) -> SyncResu
         items = store.feed(after=cursor, limit=limit)
         if not items:
             break
-        for item in items:
-            if item.rating != UNSATISFIED or FLAG_TEST in item.flags:
-                continue
+        wanted = [i for i in items if i.rating == UNSATISFIED and FLAG_TEST not in i.flags]
+        for item, place in zip(wanted, _places(registry, wanted)):
             seen += 1
-            counts[attach_vote(db, registry, item.device, item.seq, item.time, now, settings, cal)] += 1
+            counts[attach_vote(db, registry, item.device, item.seq, item.time, now, settings, cal, place)] += 1
         cursor = items[-1].cursor
         with db.transaction() as conn:
             stored.set_state(conn, "feed_cursor", cursor)
