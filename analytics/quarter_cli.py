@@ -16,12 +16,12 @@ from manyi.settings import DEFAULT_CENTER_DB, DEFAULT_STORE_URL, center_db_path,
 def register(subparsers) -> None:
     """Add the ``report`` sub-command."""
     p = subparsers.add_parser(
-        "report", help="quarterly report: scores, coefficients, corrected scores (xlsx, html, csv)",
+        "report", help="quarterly report: scores, coefficients, corrected scores (xlsx, html, csv, pdf)",
         description="Compute the Heze model for a quarter from the vote store, the 12333 survey and the base "
                     "scores, and write the report. --publish stores the result (parameters, input counts, "
                     "time, version) in the center database.")
     p.add_argument("--quarter", required=True, help="quarter in China time, e.g. 2026Q3")
-    p.add_argument("--format", dest="fmt", choices=("xlsx", "html", "csv"),
+    p.add_argument("--format", dest="fmt", choices=("xlsx", "html", "csv", "pdf"),
                    help="output format (default: the suffix of --out)")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--store", help=f"vote store URL (default: MANYI_STORE or {DEFAULT_STORE_URL})")
@@ -52,8 +52,8 @@ def run_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     fmt = args.fmt or os.path.splitext(args.out)[1].lstrip(".").lower()
-    if fmt not in ("xlsx", "html", "csv"):
-        raise ConfigError(f"--out {args.out!r}: say --format xlsx|html|csv or use one of those suffixes")
+    if fmt not in ("xlsx", "html", "csv", "pdf"):
+        raise ConfigError(f"--out {args.out!r}: say --format xlsx|html|csv|pdf or use one of those suffixes")
     db = CenterDB(center_db_path(args.db))
     try:
         if args.result is not None:

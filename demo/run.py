@@ -63,6 +63,8 @@ def register(subparsers) -> None:
                        help="past quarters of simulated history seeded on the first run (default 2)")
         p.add_argument("--history-votes-per-day", type=float, default=2.0,
                        help="simulated votes per terminal per office day in the history (default 2)")
+        p.add_argument("--seed-only", action="store_true",
+                       help="seed the workdir's simulated history (if not yet) and stop; starts nothing")
         p.set_defaults(func=cmd_run)
 
 
@@ -301,6 +303,9 @@ def cmd_run(args) -> int:
         marker.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     else:
         say(f"continuing the city in {workdir} (seeded {json.loads(marker.read_text())['seeded_at'][:10]})")
+    if getattr(args, "seed_only", False):
+        say(f"seeded: {workdir / 'votes.db'} and {workdir / 'center.db'}")
+        return 0
     store_url = f"sqlite:///{workdir / 'votes.db'}"
     db = workdir / "center.db"
     password = admin_password(workdir, db, logs / "setup.log")

@@ -30,7 +30,7 @@ def parts(only: str | None = None) -> list[metadata.EntryPoint]:
 
 
 # The order in which parts appear in --help.
-ORDER = {name: i for i, name in enumerate(("device", "collector", "analytics", "quarter", "web", "demo"))}
+ORDER = {name: i for i, name in enumerate(("device", "collector", "analytics", "quarter", "output", "web", "demo"))}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -58,10 +58,14 @@ ACCESS = {
     "imports.index": {"admin", "assessor"}, "imports.upload": {"admin", "assessor"},
     "imports.template": {"admin", "assessor"}, "imports.api_history": {"admin", "assessor"},
     "imports.api_upload": {"admin", "assessor"}, "imports.report": {"admin", "city", "assessor"},
+    "documents.bulletins": {"admin", "city", "assessor"}, "documents.bulletin": {"admin", "city", "assessor"},
+    "documents.bulletin_form": {"admin", "city", "assessor"}, "documents.api_indicators": EVERYONE,
+    "documents.api_upward": {"admin", "assessor"},
 }
 # Values for the URL variables: everything points into 牡丹区 (371702), the county of user "county".
 SAMPLE_VALUES = {"case_id": 1, "alert_id": 1, "rule_id": 999, "token_id": 999, "username": "nobody", "level": "county",
-                 "code": "371702", "kind": "survey", "fmt": "csv", "name": "world_110m", "filename": "app.css"}
+                 "code": "371702", "kind": "survey", "fmt": "csv", "name": "world_110m", "filename": "app.css",
+                 "month": "2026-10"}
 SAMPLE_ACTIONS = {"admin.user_action": "enable", "cases.act": "note", "cases.api_act": "note"}
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(2)>'
@@ -86,6 +90,7 @@ def rules(app):
 # Where a route's full work is not what a test is about: a query that passes the access checks and
 # then stops early (404 for an unknown published result) instead of computing a quarter.
 QUICK = {"imports.report": "?result=999999", "rankings.index": "?result=999999",
+         "documents.bulletin_form": "?format=docx", "documents.api_upward": "?format=xml",
          "rankings.export": "?result=999999", "rankings.api_rankings": "?result=999999"}
 
 

@@ -42,7 +42,7 @@ from manyi.periods import to_local
 
 from ..imports import csv_bytes, neutralise_cell  # one definition for imports, reports and web tables
 
-FORMATS = ("xlsx", "html", "csv")
+FORMATS = ("xlsx", "html", "csv", "pdf")
 SAMPLE_WARNING = ("模拟数据：本报告基于生成的菏泽示例登记表和模拟评价，仅供演示和测试，"
                   "不代表真实满意度，不得用于考核。")
 KIND_LABELS = {"district": "区", "county": "县", "zone": "开发区"}
@@ -472,6 +472,10 @@ def render_report(result, fmt: str) -> bytes:
         return render_html(result)
     if fmt == "csv":
         return render_csv(result)
+    if fmt == "pdf":
+        from .report_pdf import render_pdf
+
+        return render_pdf(result)
     raise ConfigError(f"report format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 

@@ -33,6 +33,7 @@ BLUEPRINTS = [
     "analytics.web.cases",
     "analytics.web.alerts",
     "analytics.web.imports",
+    "analytics.web.documents",
 ]
 
 DEFAULTS = dict(

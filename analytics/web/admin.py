@@ -103,6 +103,7 @@ AUDIT_ACTIONS = {
     "settings.alert_rule.delete": "删除告警规则", "settings.followup": "修改督办设置",
     "settings.holiday.add": "添加节假日", "settings.holiday.delete": "删除节假日",
     "import.survey": "导入12333回访", "import.scores": "导入综合考核得分",
+    "bulletin.download": "下载月度通报", "upward.export": "导出数据归集",
     "import.survey.failed": "导入12333回访失败", "import.scores.failed": "导入综合考核得分失败",
 }
 
@@ -113,7 +114,7 @@ AUDIT_KEYS = {
     "error": "错误", "reason": "原因", "fmt": "格式", "rule": "规则", "alert": "告警", "day": "日期", "name": "名称",
     "assignee": "指派给", "text": "内容", "note": "备注", "rows": "行数", "level": "级别", "token": "令牌编号",
     "kind": "类型", "params": "参数", "enabled": "启用", "deadline_days": "办理时限（工作日）",
-    "group_minutes": "合并时间窗（分钟）", "truncated": "内容（已截断）",
+    "group_minutes": "合并时间窗（分钟）", "month": "月份", "truncated": "内容（已截断）",
 }
 
 

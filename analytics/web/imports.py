@@ -37,7 +37,7 @@ bp.add_app_template_filter(pct, "pct")
 UPLOADERS = ("admin", "assessment")
 REPORT_ROLES = ("admin", "city", "assessment")
 KINDS = {"survey": "12333 电话回访", "scores": "综合考核得分"}
-REPORT_FORMATS = ("xlsx", "html", "csv")
+REPORT_FORMATS = ("xlsx", "html", "csv", "pdf")
 UPLOAD_EXTENSIONS = (".xlsx", ".csv", ".txt")
 MAX_NAME_CHARS = 120
 
@@ -176,7 +176,7 @@ def template(kind: str, fmt: str):
 @bp.route("/reports")
 @roles_required(*REPORT_ROLES)
 def report():
-    """The quarterly report: ?quarter=2026Q3&format=xlsx|html|csv[&result=<published id>]."""
+    """The quarterly report: ?quarter=2026Q3&format=xlsx|html|csv|pdf[&result=<published id>]."""
     from analytics import quarter as q
     from analytics.output.report import render_report
     fmt = request.args.get("format", "xlsx")

@@ -29,7 +29,8 @@ def init_app(app) -> None:
     def nav():
         rules = {rule.rule for rule in app.url_map.iter_rules()}
         items = [("/", "实时地图"), ("/rankings", "排名"), ("/drill", "逐级查看"), ("/cases", "不满意督办"),
-                 ("/terminals", "终端状态"), ("/alerts", "告警"), ("/imports", "导入与报表")]
+                 ("/terminals", "终端状态"), ("/alerts", "告警"), ("/imports", "导入与报表"),
+                 ("/bulletins", "月度通报")]
         user = current_user()
         if user is not None and user.role in auth.ROLE_ENDPOINTS:
             items = []                     # the security and audit administrators see no data pages
@@ -44,7 +45,7 @@ def init_app(app) -> None:
                 "sample_data": _sample_data()}
 
 
-NAV_ROLES = {"/imports": ("admin", "assessment"), "/audit": ("auditor",), "/admin/users": ("admin", "security")}
+NAV_ROLES = {"/imports": ("admin", "assessment"), "/bulletins": ("admin", "city", "assessment"), "/audit": ("auditor",), "/admin/users": ("admin", "security")}
 
 
 NAV_ALIASES = {"/reports": "/imports"}

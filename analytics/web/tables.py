@@ -58,7 +58,7 @@ def safe_filename(filename: str) -> str:
 
 def download(data: bytes, filename: str, fmt: str) -> Response:
     """A file download response with a UTF-8 file name (sanitised: no folders, quotes or line breaks)."""
-    mimetype = FORMATS.get(fmt) or {"html": "text/html; charset=utf-8"}.get(fmt, "application/octet-stream")
+    mimetype = FORMATS.get(fmt) or {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}.get(fmt, "application/octet-stream")
     filename = safe_filename(filename)
     ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
     return Response(data, content_type=mimetype, headers={
