@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick test-faults test-adversary venv lint bench clean demo-reset
+.PHONY: run test test-quick test-faults test-adversary venv lint bench clean demo-reset samples
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ lint: $(STAMP)
 ## Benchmarks: print throughput, latency and memory against a baseline.
 bench: $(STAMP)
 	$(PY) -m bench
+
+## Pictures of the monthly bulletin and the quarterly report, from the simulated city, into docs/samples/.
+samples: $(STAMP)
+	$(PY) -m demo.samples
 
 demo-reset:
 	rm -rf var/demo

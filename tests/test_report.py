@@ -133,7 +133,7 @@ def test_parameters_sheet_lists_params_means_and_notes(result):
 
 def test_unknown_format_is_refused(result, tmp_path):
     with pytest.raises(ConfigError):
-        render_report(result, "pdf")
+        render_report(result, "docx")
     write_report(result, tmp_path / "out" / "r.html")
     assert (tmp_path / "out" / "r.html").read_bytes().startswith(b"<!DOCTYPE html>")
 
@@ -166,7 +166,7 @@ def test_manyi_report_command_computes_publishes_and_rerenders(tmp_path, tiny_re
     text = (tmp_path / "again.csv").read_text(encoding="utf-8-sig")
     assert f"{stored.counties.set_index('code').loc['371702', 'k']:.4f}" in text
     # errors: exit code 2 with a message
-    assert main(["report", *common, "--out", str(tmp_path / "r.pdf")]) == 2
+    assert main(["report", *common, "--out", str(tmp_path / "r.docx")]) == 2
     assert main(["report", *common, "--out", str(tmp_path / "r.csv"), "--param", "lam=2"]) == 2
     assert "lam" in capsys.readouterr().err
 

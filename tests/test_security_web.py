@@ -60,7 +60,7 @@ ACCESS = {
     "imports.api_upload": {"admin", "assessor"}, "imports.report": {"admin", "city", "assessor"},
     "documents.bulletins": {"admin", "city", "assessor"}, "documents.bulletin": {"admin", "city", "assessor"},
     "documents.bulletin_form": {"admin", "city", "assessor"}, "documents.api_indicators": EVERYONE,
-    "documents.api_upward": {"admin", "assessor"},
+    "documents.api_upward": {"admin", "assessor"}, "documents.bulletin_file": {"admin", "city", "assessor"},
 }
 # Values for the URL variables: everything points into 牡丹区 (371702), the county of user "county".
 SAMPLE_VALUES = {"case_id": 1, "alert_id": 1, "rule_id": 999, "token_id": 999, "username": "nobody", "level": "county",

@@ -128,7 +128,7 @@ def test_templates_and_reports(client, auth):
     assert xlsx.status_code == 200 and xlsx.get_data()[:2] == b"PK"
     assert "attachment" in xlsx.headers["Content-Disposition"]
     assert client.get("/reports?quarter=2026Q3&format=html").mimetype == "text/html"
-    assert client.get("/reports?quarter=2026Q3&format=pdf").status_code == 400
+    assert client.get("/reports?quarter=2026Q3&format=docx").status_code == 400
     assert client.get("/reports?quarter=bad").status_code == 400
     assert client.get("/reports?result=999").status_code == 404
     assert audit_entries(get_db(client.application), action="report.download")[0]["detail"]["format"] == "html"

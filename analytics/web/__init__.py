@@ -63,6 +63,9 @@ DEFAULTS = dict(
     MAP_CACHE_SECONDS=3.0,              # /api/v1/map results shared by users of one scope for this long
     SILENT_MINUTES=60,                  # online, hall open, and no vote for this long -> "silent"
     OFFLINE_MINUTES=10,                 # no status or vote for this long -> treated as offline
+    BULLETIN_DIR="",                    # scheduled monthly bulletins ("": bulletins/ beside CENTER_DB)
+    PUBLIC_URL="",                      # the control center's address as users reach it, for links in notifications
+    NOTIFY_WEBHOOKS="",                 # comma-separated http(s) webhooks (e.g. 企业微信 group robots) told of bulletins
 )
 
 

@@ -5,9 +5,12 @@ analytics.indicators and analytics.output."""
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+from pathlib import Path
 
-from flask import Blueprint, Response, abort, jsonify, render_template, request
+from flask import Blueprint, Response, abort, jsonify, render_template, request, send_file
 
 from analytics.indicators import LEVELS, unit_indicators
 from analytics.model.indicators import LABELS
@@ -19,7 +22,9 @@ from .auth import audit, roles_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store
 from .tables import download
 
+log = logging.getLogger(__name__)
 bp = Blueprint("documents", __name__)
+SCHEDULE_SECONDS = 60.0
 DOCUMENT_ROLES = ("admin", "city", "assessment")          # city-wide documents
 UPWARD_ROLES = ("admin", "assessment")
 
@@ -46,8 +51,56 @@ def bulletins():
     for _ in range(13):
         months.append(m)
         m = m.previous()
+    from analytics.center.documents import bulletin_rows
+
     return render_template("documents/bulletins.html", months=months, default=_last_month(), formats=FORMATS,
-                           mappings=LEVEL_MAPPINGS)
+                           mappings=LEVEL_MAPPINGS, generated=bulletin_rows(get_db()))
+
+
+@bp.route("/bulletins/files/<month>.<fmt>")
+@roles_required(*DOCUMENT_ROLES)
+def bulletin_file(month: str, fmt: str):
+    """A bulletin the schedule generated, as it was generated (the notification links here)."""
+    from analytics.center.documents import bulletin_row
+
+    row = bulletin_row(get_db(), str(_month(month, _last_month())))
+    if row is None or fmt not in row["files"] or not Path(row["files"][fmt]["path"]).is_file():
+        abort(404, description=f"{month} 的月度通报尚未生成")
+    audit("bulletin.download", {"month": month, "format": fmt})
+    return send_file(row["files"][fmt]["path"], as_attachment=True, download_name=f"满意度月度通报_{month}.{fmt}")
+
+
+def bulletin_directory(app) -> Path:
+    """Where the scheduled bulletins are kept: BULLETIN_DIR, else ``bulletins/`` beside the center database."""
+    return Path(app.config.get("BULLETIN_DIR") or Path(app.config["CENTER_DB"]).parent / "bulletins")
+
+
+def _targets(value) -> list[str]:
+    """NOTIFY_WEBHOOKS as a list: a comma-separated text (from the environment) or a list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return list(value or ())
+
+
+def init_app(app) -> None:
+    """Start the monthly schedule (1st of the month, 08:00 China time) when BACKGROUND_WORKERS is on."""
+    if not app.config.get("BACKGROUND_WORKERS"):
+        return
+    from analytics.output.monthly import run_schedule
+
+    stop = threading.Event()
+    app.extensions["manyi_bulletins_stop"] = stop
+
+    def run():
+        while not stop.wait(SCHEDULE_SECONDS):
+            try:
+                run_schedule(get_store(app), get_registry(app), get_db(app), get_clock(app).now(),
+                             directory=bulletin_directory(app), link_base=app.config.get("PUBLIC_URL", ""),
+                             targets=_targets(app.config.get("NOTIFY_WEBHOOKS")))
+            except Exception:  # noqa: BLE001 - one failed round must not end the schedule
+                log.exception("monthly bulletin schedule failed; retrying")
+
+    threading.Thread(target=run, name="manyi-bulletins", daemon=True).start()
 
 
 @bp.route("/bulletins/download")

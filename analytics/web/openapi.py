@@ -103,6 +103,10 @@ RESPONSE_SCHEMAS |= {
     ("/api/v1/me", "get"): _obj({"username": _S, "role": _S, "county_code": {"type": "string", "nullable": True},
                                  "visible_counties": {"type": "array", "nullable": True, "items": _S}}),
     ("/api/v1/audit", "get"): _obj({"entries": _LIST}),
+    ("/api/v1/indicators", "get"): _obj({"month": _S, "level": _S, "labels": {"type": "object"}, "rows": _LIST}),
+    ("/api/v1/upward", "get"): _obj({"format": _S, "version": _I, "period": _S, "period_start": _S, "period_end": _S,
+                                     "level_mapping": _S, "mapping": {"type": "object"}, "provisional": _B,
+                                     "channels": {"type": "object"}, "rows": _LIST}),
 }
 ERROR = _obj({"error": _S, "message": _S})
 # Every operation can answer these (login, role and county scope, parameters, rate limit).
