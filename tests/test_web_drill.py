@@ -60,19 +60,24 @@ def test_every_level_for_every_role(client, auth, votes, user):
     assert client.get(f"/api/v1/drill/county/{own}").status_code == 200
 
 
-def test_city_api_is_scoped(client, auth, votes):
+def test_city_api_is_scoped(client, auth, votes, clock):
     auth.login("county2")
     data = client.get("/api/v1/drill").get_json()
     assert [c["code"] for c in data["children"]] == ["371721"]
     assert data["totals"]["n"] == 1
     county = client.get("/api/v1/drill/county/371721").get_json()
-    assert [p["code"] for p in county["peers"]] == ["371721"]       # other counties are not shown
+    assert county["peers"] == []          # other counties are not shown, and a county is not compared with itself
     auth.logout()
     auth.login("city")
     data = client.get("/api/v1/drill").get_json()
     assert data["totals"]["n"] == 4 and len(data["children"]) == 11
     county = client.get("/api/v1/drill/county/371702").get_json()
     assert {p["code"] for p in county["peers"]} >= {"371702", "371721"}
+    hall = client.get("/api/v1/drill/hall/hall-371702001").get_json()     # the only hall of its township
+    assert hall["peers"] == []                                # no other hall of 牡丹区 has votes yet
+    write_votes(votes, [("hz-371702002-w01", "basic", clock.now() - timedelta(minutes=3))])
+    hall = client.get("/api/v1/drill/hall/hall-371702001").get_json()
+    assert {p["code"] for p in hall["peers"]} == {"hall-371702001", "hall-371702002"}   # the county's halls
 
 
 def test_trend_heat_and_staff(client, auth, votes, clock):

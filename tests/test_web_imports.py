@@ -132,3 +132,12 @@ def test_templates_and_reports(client, auth):
     assert client.get("/reports?quarter=bad").status_code == 400
     assert client.get("/reports?result=999").status_code == 404
     assert audit_entries(get_db(client.application), action="report.download")[0]["detail"]["format"] == "html"
+
+
+@pytest.mark.parametrize("user,target", [("assessor", "/imports#form-report"), ("city", "/bulletins#form-quarterly")])
+def test_reports_without_a_quarter_is_a_page_to_choose_not_a_download(client, auth, user, target):
+    auth.login(user)
+    response = client.get("/reports")
+    assert response.status_code == 302 and response.headers["Location"].endswith(target)
+    page = client.get(target.split("#")[0]).get_data(as_text=True)
+    assert f'id="{target.split("#")[1]}"' in page

@@ -53,8 +53,13 @@ def bulletins():
         m = m.previous()
     from analytics.center.documents import bulletin_rows
 
+    from manyi.periods import Quarter
+
+    from .imports import REPORT_FORMATS
+
     return render_template("documents/bulletins.html", months=months, default=_last_month(), formats=FORMATS,
-                           mappings=LEVEL_MAPPINGS, generated=bulletin_rows(get_db()))
+                           mappings=LEVEL_MAPPINGS, generated=bulletin_rows(get_db()), report_formats=REPORT_FORMATS,
+                           quarter=Quarter.containing(get_clock().now()).previous())
 
 
 @bp.route("/bulletins/files/<month>.<fmt>")

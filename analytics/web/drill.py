@@ -168,6 +168,9 @@ def drill_data(store, reg, level: str, code: str, start: date, end: date, visibl
     # unit a vote belongs to is decided per vote by where its terminal stood then (the one
     # attribution), so a moved terminal counts at each place for its own time there.
     parent = info["parent"]
+    # A township usually has one hall: a hall is compared with the halls of its county.
+    if level == "hall" and info["county"]:
+        parent = ("county", info["county"])
     scope = parent if parent is not None else (level, code)
     scope_devices = _devices_in(reg, *scope)
     day = attributed_counts(store, reg, t0, t1, grain="day", devices=scope_devices).rows
@@ -185,6 +188,8 @@ def drill_data(store, reg, level: str, code: str, start: date, end: date, visibl
         if code not in {p["code"] for p in peers}:
             peers.append(_summary(code, info["name"], {r: 0 for r in charts.RATINGS}, level))
         peers.sort(key=lambda p: (p["rate"] is None, -(p["rate"] or 0)))
+        if len(peers) < 2:
+            peers = []                     # a unit alone among its peers is not compared with itself
 
     # Children: the units one level down, with their figures.
     children = []
@@ -308,7 +313,7 @@ _PERIOD_PARAMS = [{"name": "days", "in": "query", "schema": {"type": "integer", 
                   {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
                   {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}}]
 OPENAPI_PATHS = {
-    "/api/v1/drill": {"get": {"summary": "全市逐级分析数据", "tags": ["drill"], "parameters": _PERIOD_PARAMS,
+    "/api/v1/drill": {"get": {"summary": "全市逐级查看数据", "tags": ["drill"], "parameters": _PERIOD_PARAMS,
                               "responses": {"200": {"description": "drill data"}}}},
     "/api/v1/drill/{level}/{code}": {"get": {
         "summary": "某一单位（县区/乡镇/大厅/窗口/终端）的趋势、分布、时段热力、同级比较与人员归属", "tags": ["drill"],

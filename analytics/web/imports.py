@@ -20,13 +20,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from manyi.exc import ManyiError
 from manyi.periods import Quarter
 
-from .auth import audit, roles_required
+from .auth import audit, current_user, roles_required
 from .context import get_clock, get_db, get_registry, get_store
 from .tables import cn_time, download, pct
 
@@ -179,6 +179,11 @@ def report():
     """The quarterly report: ?quarter=2026Q3&format=xlsx|html|csv|pdf[&result=<published id>]."""
     from analytics import quarter as q
     from analytics.output.report import render_report
+    if not request.args:
+        # /reports alone (a bookmark, a typed address): the page that asks which report, not a download
+        uploader = current_user().role in UPLOADERS
+        return redirect(url_for("imports.index") + "#form-report" if uploader else url_for("documents.bulletins")
+                        + "#form-quarterly")
     fmt = request.args.get("format", "xlsx")
     if fmt not in REPORT_FORMATS:
         abort(400, description=f"报告格式应为 {'/'.join(REPORT_FORMATS)}")
