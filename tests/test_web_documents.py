@@ -30,6 +30,7 @@ def test_the_bulletin_page_is_for_city_wide_roles(client, auth, user, status):
     if status == 200:
         text = page.get_data(as_text=True)
         assert "月度通报" in text and "2026年10月" in text and 'href="/bulletins"' in text     # in the navigation
+        assert ('id="upward"' in text) == (user in ("admin", "assessor"))        # links only for who may use them
 
 
 def test_a_bulletin_downloads_as_xlsx_and_html_and_is_audited(client, auth, votes):

@@ -18,7 +18,7 @@ from analytics.output.bulletin import FORMATS, build_bulletin, render_bulletin
 from analytics.output.upward import LEVEL_MAPPINGS, render_upward, upward_rows
 from manyi.periods import Month
 
-from .auth import audit, roles_required, visible_counties
+from .auth import audit, current_user, roles_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store
 from .tables import download
 
@@ -59,7 +59,8 @@ def bulletins():
 
     return render_template("documents/bulletins.html", months=months, default=_last_month(), formats=FORMATS,
                            mappings=LEVEL_MAPPINGS, generated=bulletin_rows(get_db()), report_formats=REPORT_FORMATS,
-                           quarter=Quarter.containing(get_clock().now()).previous())
+                           quarter=Quarter.containing(get_clock().now()).previous(),
+                           can_upward=current_user().role in UPWARD_ROLES)
 
 
 @bp.route("/bulletins/files/<month>.<fmt>")
