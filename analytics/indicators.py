@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from manyi.periods import to_local
+from manyi.registry import OpeningHours
 
 from .center import cases as stored_cases
 from .center import imports as stored_imports
-from .model.attribution import window_places
+from .model.attribution import attribute, places, window_places
 from .model.heze import Params
 from .model.indicators import indicators
 from .votes import attributed_counts
@@ -92,6 +94,56 @@ def _transactions(registry, attributed: pd.DataFrame, level: str, start: datetim
     return out.astype("int64").reset_index()
 
 
+HALF_HOUR = pd.Timedelta(minutes=30)
+
+
+def _availability(store, registry, db, level: str, start: datetime, end: datetime, now: datetime) -> pd.DataFrame | None:
+    """Per unit: terminal-hours in opening hours up to ``now``, and those in which the terminal was heard.
+
+    An hour is an opening hour of a hall when the hall is open at its middle (China time) and
+    its day is not on the holiday list; each terminal-hour counts at the hall where the
+    terminal stood then (the one attribution)."""
+    columns = ["code", "open_hours", "heard_hours"]
+    stop = min(pd.Timestamp(end), pd.Timestamp(now)).tz_convert("UTC")
+    first = pd.Timestamp(start).tz_convert("UTC").ceil("h")
+    if stop <= first:
+        return pd.DataFrame(columns=columns)
+    hours = pd.date_range(first, stop - pd.Timedelta(hours=1), freq="h").floor("h")
+    hours = hours[hours + pd.Timedelta(hours=1) <= stop]
+    if not len(hours):
+        return pd.DataFrame(columns=columns)
+    holidays = set()
+    if db is not None:
+        from analytics.cases import calendar
+
+        holidays = set(calendar(db)[0])
+    workday = np.array([to_local(h.to_pydatetime()).date() not in holidays for h in hours])
+    # which hours each distinct opening-hours text is open (few texts: most halls share one)
+    specs = sorted({hall.opening_hours for hall in registry.halls.values()})
+    mids = [(h + HALF_HOUR).to_pydatetime() for h in hours]
+    hours_of = {spec: OpeningHours.parse(spec) for spec in specs}
+    open_matrix = np.array([[hours_of[spec].is_open(m) for m in mids] for spec in specs]) & workday
+    spec_of_hall = {hall.id: specs.index(hall.opening_hours) for hall in registry.halls.values()}
+    devices = registry.devices()
+    frame = pd.DataFrame({"device": np.repeat(devices, len(hours)),
+                          "at": pd.Series(np.tile(hours.to_numpy(), len(devices)), dtype="datetime64[us, UTC]"),
+                          "rating": "", "count": 1, "excluded": 0})
+    located, _, _ = attribute(frame, places(registry))
+    spec_index = located["hall_id"].map(spec_of_hall)
+    located = located[spec_index.notna()]
+    hour_index = ((located["at"] - hours[0]) // pd.Timedelta(hours=1)).to_numpy()
+    located = located[open_matrix[spec_index[spec_index.notna()].astype(int).to_numpy(), hour_index]]
+    heard = pd.DataFrame(store.heard_hours(first.to_pydatetime(), stop.to_pydatetime()), columns=["device", "at"])
+    if not len(heard):
+        return None                               # nothing heard from any terminal: not measured, not 0 %
+    heard["at"] = pd.to_datetime(heard["at"], utc=True).astype("datetime64[us, UTC]")
+    located = located.merge(heard.assign(heard=1), on=["device", "at"], how="left")
+    located = located.assign(heard=located["heard"].fillna(0), code=_code_column(located, level))
+    located = located[located["code"] != ""]
+    out = located.groupby("code").agg(open_hours=("heard", "size"), heard_hours=("heard", "sum"))
+    return out.astype("int64").reset_index()[columns]
+
+
 def unit_names(registry, level: str) -> pd.DataFrame:
     """Every unit of ``level``: code, name, county_code (the city: one row)."""
     if level == "city":
@@ -128,5 +180,6 @@ def unit_indicators(store, registry, db, level: str, start: datetime, end: datet
     votes = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else \
         pd.DataFrame(columns=["code", "S", "B", "U", "excluded", "channel"])
     table = indicators(votes, _cases(db, level, start, end, now), _transactions(registry, attributed, level, start, end),
-                       params)
+                       params, _availability(store, registry, db, level, start, end, now) if "terminal" in channels
+                       else None)
     return unit_names(registry, level).merge(table, on="code", how="right")

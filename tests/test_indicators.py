@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -104,3 +104,28 @@ def test_a_moved_terminal_counts_where_it_stood(november):
     registry.reassign(A, "win-371721101-02", at(4, 0))          # from 4 Nov: A's burst presses belong to 曹县
     t = unit_indicators(store, registry, db, "county", NOV.start, NOV.end, now=NOW)
     assert row(t, MUDAN)["excluded"] == 0 and row(t, CAO)["excluded"] == 2
+
+
+def test_terminal_availability_in_opening_hours_by_hand(vote_store, center_db, tiny_registry):
+    """Monday 2 Nov: halls open 09:00-12:00 and 13:30-17:30, so 7 hours count (09, 10, 11, 13, 14, 15, 16:
+    an hour is open when its middle is); 牡丹区 has 6 terminals, 曹县 2."""
+    from collector.stores import TerminalStatus
+
+    day, next_day = datetime(2026, 11, 2, tzinfo=CHINA_TZ), datetime(2026, 11, 3, tzinfo=CHINA_TZ)
+    for hour, minute in ((9, 5), (10, 59), (13, 0), (18, 0)):          # 18:00 is after closing: not counted
+        at = datetime(2026, 11, 2, hour, minute, tzinfo=CHINA_TZ)
+        vote_store.write(statuses=[TerminalStatus(A, online=True, last_seen=at, status_at=at)])
+    vote_store.write(many(B, datetime(2026, 11, 2, 14, 10, tzinfo=CHINA_TZ), {"satisfied": 1}))
+    t = unit_indicators(vote_store, tiny_registry, center_db, "county", day, next_day, now=NOW)
+    a, b = row(t, MUDAN), row(t, CAO)
+    assert (a["open_hours"], a["heard_hours"], a["availability"]) == (42, 3, pytest.approx(3 / 42))
+    assert (b["open_hours"], b["heard_hours"], b["availability"]) == (14, 1, pytest.approx(1 / 14))
+    half = unit_indicators(vote_store, tiny_registry, center_db, "county", day, next_day,
+                           now=datetime(2026, 11, 2, 12, 0, tzinfo=CHINA_TZ))       # only the morning has passed
+    assert (row(half, MUDAN)["open_hours"], row(half, MUDAN)["heard_hours"]) == (18, 2)
+    cases.set_holiday(center_db, "2026-11-02", "holiday", "测试")
+    closed = row(unit_indicators(vote_store, tiny_registry, center_db, "county", day, next_day, now=NOW), MUDAN)
+    assert closed["open_hours"] == 0 and math.isnan(closed["availability"])
+    quiet = row(unit_indicators(vote_store, tiny_registry, center_db, "county", next_day, next_day + timedelta(days=1),
+                                now=NOW), MUDAN)
+    assert math.isnan(quiet["open_hours"]) and math.isnan(quiet["availability"])   # nothing heard: not measured

@@ -186,3 +186,17 @@ def test_stats_shape(store):
     stats = store.stats()
     assert stats["votes"] == 1 and stats["terminals"] == 1 and stats["dead_letters"] == {"bad_json": 1}
     assert stats["duplicates"] == 0 and stats["missing"] == 0
+
+
+def test_heard_hours_are_the_hours_a_vote_or_status_was_received(store):
+    """What terminal availability is measured from: the hours in which the center heard each terminal."""
+    store.write([vote(seq=1, received=T0 + timedelta(minutes=10)), vote(seq=2, received=T0 + timedelta(minutes=50)),
+                 vote(DEV_B, seq=1, received=T0 + timedelta(hours=5, minutes=1))])
+    now = datetime.now(timezone.utc)
+    store.write(statuses=[TerminalStatus(DEV_A, online=True, last_seen=now, status_at=now)])
+    status_hour = now.replace(minute=0, second=0, microsecond=0)
+    heard = store.heard_hours(T0 - timedelta(hours=1), T0 + timedelta(days=1))
+    assert heard == [(DEV_A, T0), (DEV_B, T0 + timedelta(hours=5))]
+    assert store.heard_hours(T0 + timedelta(hours=1), T0 + timedelta(days=1), devices=[DEV_A]) == []
+    recent = store.heard_hours(status_hour - timedelta(hours=1), status_hour + timedelta(hours=2), devices=[DEV_A])
+    assert recent and recent[0][0] == DEV_A and recent[0][1] - status_hour in (timedelta(0), timedelta(hours=1))

@@ -71,6 +71,8 @@ def issued_queries() -> dict[str, str]:
         lambda: store.dead_letters(reason="bad_json"),
         lambda: store.dead_letter_counts(),
         lambda: store.terminals(),
+        lambda: store.heard_hours(T0, T0 + timedelta(days=30)),
+        lambda: store.heard_hours(T0, T0 + timedelta(days=1), devices=devices),
         lambda: store.gaps(),
         lambda: store.gaps(devices[0]),
         lambda: store.stats(),

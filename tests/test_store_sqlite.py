@@ -139,3 +139,27 @@ def test_a_reused_seq_with_other_content_is_kept_as_a_dead_letter_not_counted_as
     stats = store.stats()
     assert stats["votes"] == 5 and stats["duplicates"] == 2
     store.close()
+
+
+def test_a_store_file_from_before_heard_hours_gets_the_hours_of_its_votes(tmp_path):
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from collector.stores.sqlite import SQLiteStore
+
+    path = tmp_path / "old.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE heard_hours")
+    received = datetime(2026, 11, 2, 1, 30, tzinfo=timezone.utc)
+    conn.execute("INSERT INTO votes (device, seq, rating, time_us, received_us, pressed_at, clock_ok, flags, excluded)"
+                 " VALUES ('hz-1', 1, 'satisfied', ?, ?, '', 1, '', 0)",
+                 (int(received.timestamp() * 1e6), int(received.timestamp() * 1e6)))
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.heard_hours(received.replace(hour=0), received.replace(hour=5)) == [
+            ("hz-1", received.replace(minute=0))]
+    finally:
+        store.close()

@@ -8,6 +8,8 @@ docs/indicators.md). Inputs, already attributed to units:
 - ``transactions``: per unit, ``transactions`` served at windows that report them and
   ``tx_votes``, the scored votes at those windows (so a unit where only some windows report
   is not diluted);
+- ``availability``: per unit, ``open_hours`` (terminal-hours in opening hours) and
+  ``heard_hours`` (those in which the terminal was heard); None when it was not measured;
 - ``cases``: one row per follow-up case opened in the period with its unit ``code``,
   ``closed`` (bool), ``on_time`` (closed by its deadline), ``overdue`` (open past its
   deadline at the time of the report) and ``called_back`` (a 回访 result is recorded).
@@ -24,13 +26,14 @@ from .stats import satisfaction_rates
 CHANNELS = {"terminal": "评价器", "phone": "12333电话回访"}
 COLUMNS = ["code", "channel", "n", "excluded", "S", "B", "U", "rate", "rate_S", "rate_B", "rate_U", "score",
            "bad_rate", "transactions", "tx_votes", "eval_rate", "cases", "called_back", "callback_rate",
-           "rectified_on_time", "due", "rectify_rate", "overdue"]
+           "rectified_on_time", "due", "rectify_rate", "overdue", "open_hours", "heard_hours", "availability"]
 LABELS = {
     "n": "评价数", "excluded": "排除（误按、测试等，不计分）", "S": "满意", "B": "基本满意", "U": "不满意",
     "rate": "满意度", "rate_S": "满意率", "rate_B": "基本满意率", "rate_U": "不满意率", "score": "综合得分",
     "bad_rate": "差评率", "transactions": "办件量", "tx_votes": "有办件量窗口的评价数", "eval_rate": "评价率",
     "cases": "督办件", "called_back": "已回访", "callback_rate": "回访率", "rectified_on_time": "按期整改",
     "due": "应整改", "rectify_rate": "整改率", "overdue": "逾期未办结",
+    "open_hours": "开放时段终端小时", "heard_hours": "其中在线", "availability": "终端在线率（开放时间内）",
 }
 
 
@@ -41,7 +44,7 @@ def _ratio(numerator, denominator) -> np.ndarray:
 
 
 def indicators(votes: pd.DataFrame, cases: pd.DataFrame | None = None, transactions: pd.DataFrame | None = None,
-               params: Params = Params()) -> pd.DataFrame:
+               params: Params = Params(), availability: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per unit and channel with every indicator (NaN where it is not defined: no votes,
     no transaction counts, no cases)."""
     frame = votes.copy()
@@ -65,6 +68,13 @@ def indicators(votes: pd.DataFrame, cases: pd.DataFrame | None = None, transacti
     for column in ("cases", "called_back", "rectified_on_time", "due", "overdue"):
         frame[column] = frame[column].where(terminal, np.nan)
         frame.loc[terminal, column] = frame.loc[terminal, column].fillna(0)
+    hours = availability if availability is not None and len(availability) else pd.DataFrame(
+        columns=["code", "open_hours", "heard_hours"])
+    frame = frame.merge(hours.assign(channel="terminal"), on=["code", "channel"], how="left")
+    if availability is not None:          # measured (None: not): a unit without opening hours has 0 of them
+        for column in ("open_hours", "heard_hours"):
+            frame.loc[terminal, column] = frame.loc[terminal, column].fillna(0)
+    frame["availability"] = _ratio(frame["heard_hours"], frame["open_hours"])
     frame["callback_rate"] = _ratio(frame["called_back"], frame["cases"])
     frame["rectify_rate"] = _ratio(frame["rectified_on_time"], frame["due"])
     return frame[COLUMNS].sort_values(["code", "channel"], ignore_index=True)

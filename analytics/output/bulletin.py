@@ -29,10 +29,10 @@ MIN_VOTES = 30              # a unit with fewer terminal votes in the month is l
 BOTTOM_SHARE = 0.1          # the last tenth (at least one) of the ranked units is "at the bottom"
 STALE_DAYS = 3              # terminals offline or silent longer than this are listed
 LEAGUE = ["rank", "code", "name", "n", "rate", "score", "bad_rate", "eval_rate", "callback_rate", "rectify_rate",
-          "overdue", "prev_rank", "score_change"]
+          "overdue", "availability", "prev_rank", "score_change"]
 HEADERS = {"rank": "名次", "code": "代码", "name": "名称", "county": "所属县区", "n": "评价数", "rate": "满意度",
            "score": "综合得分", "bad_rate": "差评率", "eval_rate": "评价率", "callback_rate": "回访率",
-           "rectify_rate": "整改率", "overdue": "逾期件", "prev_rank": "上月名次", "score_change": "得分变化"}
+           "rectify_rate": "整改率", "overdue": "逾期件", "availability": "终端在线率", "prev_rank": "上月名次", "score_change": "得分变化"}
 
 
 @dataclass
@@ -193,7 +193,7 @@ def build_bulletin(store, registry, db, month: Month | str, *, now: datetime, pa
 def _cell(key: str, value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    if key in ("rate", "bad_rate", "eval_rate", "callback_rate", "rectify_rate"):
+    if key in ("rate", "bad_rate", "eval_rate", "callback_rate", "rectify_rate", "availability"):
         return f"{value:.1%}"
     if key == "score":
         return f"{value:.1f}"
@@ -250,7 +250,7 @@ def render_html(b: Bulletin) -> str:
                                         for k, v in zip(keys, row)) + "</tr>")
         return out + ["</tbody></table>"]
     numeric = {"rank", "n", "rate", "score", "bad_rate", "eval_rate", "callback_rate", "rectify_rate", "overdue",
-               "prev_rank", "score_change"}
+               "availability", "prev_rank", "score_change"}
     parts += table("二、县区排名（评价器，按综合得分）", b.counties, [k for k in LEAGUE if k != "code"], numeric)
     town_keys = ["rank", "name", "county", "n", "rate", "score", "bad_rate", "callback_rate", "overdue", "prev_rank",
                  "score_change"]
@@ -267,7 +267,8 @@ def render_html(b: Bulletin) -> str:
                        ("days", "天数")])
     parts.append("<h2>说明</h2><p>满意度 =（满意 + 基本满意）÷ 评价数；综合得分 =（100×满意 + 60×基本满意）÷ 评价数；"
                  f"差评率 = 不满意 ÷ 评价数；评价少于 {b.params['min_votes']} 条的单位不参加排名；"
-                 "回访率、整改率按本月新开督办件统计。各指标定义见系统文档 indicators.md。</p>")
+                 "回访率、整改率按本月新开督办件统计；终端在线率 = 开放时间内收到终端心跳或评价的小时数 ÷ 开放小时数（节假日除外）。"
+                 "各指标定义见系统文档 indicators.md。</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

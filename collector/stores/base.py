@@ -230,6 +230,11 @@ class VoteStore(abc.ABC):
         """Every terminal the center has heard of, with status and vote-derived fields."""
 
     @abc.abstractmethod
+    def heard_hours(self, start: datetime, end: datetime, devices: Iterable[str] | None = None) -> list[tuple[str, datetime]]:
+        """(device, UTC hour start) of every hour in [start, end) in which the center received a vote or a
+        status message of the terminal: what terminal availability is measured from."""
+
+    @abc.abstractmethod
     def gaps(self, device: str | None = None) -> list[Gap]:
         """Runs of missing seqs per terminal (below the highest stored seq)."""
 

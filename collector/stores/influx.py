@@ -34,7 +34,7 @@ import json
 import os
 import threading
 import time as _time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import parse_qs, urlsplit
 
@@ -173,6 +173,19 @@ def existing_flux(bucket: str, start_ns: int, end_ns: int, devices: Iterable[str
         + '  |> pivot(rowKey: ["_time", "device", "rating"], columnKey: ["_field"], valueColumn: "_value")\n'
         + seq_filter
         + '  |> keep(columns: ["device", "rating", "seq", "pressed_at"])\n'
+    )
+
+
+def heard_flux(bucket: str, start_ns: int, end_ns: int, devices: Iterable[str] | None = None) -> str:
+    """Flux listing (device, hour) of the hours with a received vote (``vote_feed``) or status of the terminal."""
+    return (
+        _source(bucket, rfc3339(start_ns), rfc3339(end_ns))
+        + f'  |> filter(fn: (r) => (r._measurement == "{FEED}" and r._field == "seq")'
+        + f' or (r._measurement == "{STATUS}" and r._field == "last_seen_us"))\n'
+        + _device_filter(devices)
+        + '  |> group(columns: ["device"])\n'
+        + '  |> aggregateWindow(every: 1h, fn: count, createEmpty: false, timeSrc: "_start")\n'
+        + '  |> keep(columns: ["device", "_time"])\n'
     )
 
 
@@ -521,6 +534,13 @@ class InfluxStore(VoteStore):
                 last_vote_at=from_us(v.get("time_us")), max_seq=max_seq, vote_count=v["n"],
                 missing=(max_seq or 0) - v["n"]))
         return result
+
+    def heard_hours(self, start: datetime, end: datetime, devices: Iterable[str] | None = None) -> list[tuple[str, datetime]]:
+        """(device, UTC hour start) of the hours with a vote received or a status stored, counted on the server."""
+        low = to_us(_floor_bucket(start, "hour")) * 1000
+        rows = self._query(heard_flux(self.bucket, low, to_us(end) * 1000, devices), "heard hours")
+        found = {(row["device"], row["_time"].astimezone(timezone.utc)) for row in rows}
+        return sorted(found)
 
     def gaps(self, device: str | None = None) -> list[Gap]:
         """Holes in each device's seqs, found on the server (sort + difference)."""

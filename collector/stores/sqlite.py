@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -90,6 +90,13 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+-- The hours in which the center heard from a terminal (a vote or a status message received):
+-- terminal availability. Kept from the first time a file is opened by a version that has it.
+CREATE TABLE IF NOT EXISTS heard_hours (
+    device TEXT NOT NULL,
+    hour INTEGER NOT NULL,                -- epoch seconds of the UTC hour's start
+    PRIMARY KEY (device, hour)
+) WITHOUT ROWID;
 """
 
 # A coarser roll-up for period totals (totals()): months of China time, kept equal to the
@@ -198,7 +205,13 @@ class SQLiteStore(VoteStore):
             # FULL: a commit is on disk before write() returns, because the collector acknowledges
             # to the broker right after; NORMAL could lose acknowledged votes on a power cut.
             conn.execute("PRAGMA synchronous=FULL")
+            heard_existed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'heard_hours'").fetchone()
             conn.executescript(SCHEMA)
+            if not heard_existed:
+                # A file of a version before heard hours: the hours of its received votes (heartbeats
+                # were not kept), once.
+                conn.execute("INSERT OR IGNORE INTO heard_hours (device, hour) "
+                             "SELECT DISTINCT device, (received_us / 3600000000) * 3600 FROM votes")
             self.rollup_levels = _ensure_rollup_levels(conn)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"SQLite store {self.path}: cannot open: {exc}") from exc
@@ -292,6 +305,9 @@ class SQLiteStore(VoteStore):
                          (letter.topic, bytes(letter.payload), letter.reason, letter.detail, to_us(letter.received_at)))
         for status in statuses:
             self._write_status(status)
+        heard = {(v.device, hour_of(to_us(v.received_at))) for v in votes}
+        heard |= {(s.device, hour_of(to_us(s.last_seen))) for s in statuses if s.last_seen is not None}
+        conn.executemany("INSERT OR IGNORE INTO heard_hours (device, hour) VALUES (?, ?)", sorted(heard))
         return WriteResult(inserted=inserted, duplicates=duplicates, dead_letters=len(dead_letters),
                            statuses=len(statuses))
 
@@ -498,6 +514,20 @@ class SQLiteStore(VoteStore):
                 config_applied=json.loads(applied) if applied else {}, last_vote_at=from_us(last_vote),
                 max_seq=max_seq, vote_count=count, missing=(max_seq or 0) - count))
         return result
+
+    def heard_hours(self, start: datetime, end: datetime, devices: Iterable[str] | None = None) -> list[tuple[str, datetime]]:
+        """(device, hour start) of every hour in [start, end) in which a vote or status of the terminal was received."""
+        sql = "SELECT device, hour FROM heard_hours WHERE hour >= ? AND hour < ?"
+        args: list = [hour_of(to_us(start)), to_us(end) // 1_000_000]
+        if devices is not None:
+            devices = sorted(set(devices))
+            if not devices:
+                return []
+            sql += f" AND device IN ({','.join('?' * len(devices))})"
+            args += devices
+        with self.lock:
+            rows = self.conn.execute(sql + " ORDER BY device, hour", args).fetchall()
+        return [(device, datetime.fromtimestamp(hour, timezone.utc)) for device, hour in rows]
 
     def gaps(self, device: str | None = None) -> list[Gap]:
         """Runs of missing seqs, computed only for terminals whose max_seq exceeds their vote count."""
