@@ -164,8 +164,9 @@ def unit_names(registry, level: str) -> pd.DataFrame:
 
 
 def unit_indicators(store, registry, db, level: str, start: datetime, end: datetime, *, now: datetime,
-                    params: Params = Params(), channels=("terminal", "phone")) -> pd.DataFrame:
-    """The indicators of every unit of ``level`` in [start, end), one row per unit and channel, with names."""
+                    params: Params = Params(), channels=("terminal", "phone"), availability: bool = True) -> pd.DataFrame:
+    """The indicators of every unit of ``level`` in [start, end), one row per unit and channel, with names
+    (``availability=False`` leaves terminal availability out, as not measured: it is the costly one)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
     attributed = attributed_counts(store, registry, start, end, grain="total").rows
@@ -180,6 +181,6 @@ def unit_indicators(store, registry, db, level: str, start: datetime, end: datet
     votes = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else \
         pd.DataFrame(columns=["code", "S", "B", "U", "excluded", "channel"])
     table = indicators(votes, _cases(db, level, start, end, now), _transactions(registry, attributed, level, start, end),
-                       params, _availability(store, registry, db, level, start, end, now) if "terminal" in channels
-                       else None)
+                       params, _availability(store, registry, db, level, start, end, now)
+                       if availability and "terminal" in channels else None)
     return unit_names(registry, level).merge(table, on="code", how="right")

@@ -166,10 +166,11 @@ def build_bulletin(store, registry, db, month: Month | str, *, now: datetime, pa
     month = Month.parse(month) if isinstance(month, str) else month
     prev = month.previous()
 
-    def table(level, m):
-        return unit_indicators(store, registry, db, level, m.start, m.end, now=now, params=params)
-    counties = _league(table("county", month), table("county", prev), min_votes)
-    town_now, town_prev = table("township", month), table("township", prev)
+    def table(level, m, availability=False):
+        return unit_indicators(store, registry, db, level, m.start, m.end, now=now, params=params,
+                               availability=availability)
+    counties = _league(table("county", month, True), table("county", prev), min_votes)
+    town_now, town_prev = table("township", month, True), table("township", prev)
     townships = _league(town_now, town_prev, min_votes)
     townships["county"] = townships["county_code"].map({c.code: c.name for c in registry.counties.values()})
     city = table("city", month)

@@ -52,7 +52,8 @@ def upward_rows(store, registry, db, month: Month, *, now: datetime, levels: str
     mapping = LEVEL_MAPPINGS[levels]
     rows = []
     for level in ("city", "county", "township"):
-        table = unit_indicators(store, registry, db, level, month.start, month.end, now=now, params=params)
+        table = unit_indicators(store, registry, db, level, month.start, month.end, now=now, params=params,
+                                availability=False)
         for r in table.itertuples(index=False):
             counts = dict.fromkeys(FIVE_LEVELS, 0)
             for key, target in mapping.items():
