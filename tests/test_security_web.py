@@ -91,6 +91,7 @@ def rules(app):
 # then stops early (404 for an unknown published result) instead of computing a quarter.
 QUICK = {"imports.report": "?result=999999", "rankings.index": "?result=999999",
          "documents.bulletin_form": "?format=docx", "documents.api_upward": "?format=xml",
+         "documents.api_indicators": "?level=nope",
          "rankings.export": "?result=999999", "rankings.api_rankings": "?result=999999"}
 
 
