@@ -21,6 +21,7 @@ from .center import imports as stored_imports
 from .model.attribution import attribute, places, window_places
 from .model.heze import Params
 from .model.indicators import indicators
+from .model.rates import counts_by
 from .votes import attributed_counts
 
 LEVELS = ("city", "county", "township", "hall", "window")
@@ -36,11 +37,8 @@ def _code_column(frame: pd.DataFrame, level: str) -> pd.Series:
 def _terminal_counts(rows: pd.DataFrame, level: str) -> pd.DataFrame:
     rows = rows.assign(code=_code_column(rows, level))
     rows = rows[rows["code"] != ""]
-    wide = rows.pivot_table(index="code", columns="rating", values="count", aggfunc="sum", fill_value=0)
-    wide = wide.reindex(columns=["satisfied", "basic", "unsatisfied"], fill_value=0)
-    wide.columns = ["S", "B", "U"]
-    wide["excluded"] = rows.groupby("code")["excluded"].sum()
-    return wide.fillna(0).astype("int64").reset_index().assign(channel="terminal")
+    wide = counts_by(rows, "code").rename(columns={"satisfied": "S", "basic": "B", "unsatisfied": "U"})
+    return wide.assign(channel="terminal")
 
 
 def _phone_counts(db, registry, level: str, start: datetime, end: datetime) -> pd.DataFrame:

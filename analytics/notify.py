@@ -19,7 +19,10 @@ TIMEOUT = 10.0
 
 
 def check_targets(urls) -> list[str]:
-    """The webhook URLs, each checked to be http(s) with a host; ConfigError otherwise."""
+    """The webhook URLs (a list, or one comma-separated text as the environment gives it), each checked
+    to be http(s) with a host; ConfigError otherwise."""
+    if isinstance(urls, str):
+        urls = urls.split(",")
     out = []
     for url in urls or ():
         url = str(url).strip()

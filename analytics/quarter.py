@@ -49,6 +49,7 @@ from manyi.periods import Quarter
 
 from .center import CenterDB, results
 from .model.attribution import roster_frame, utc as _utc
+from .model.rates import counts_by
 from .votes import attributed_counts
 from .imports.scores import base_scores
 from .imports.survey import survey_counts
@@ -130,12 +131,8 @@ def _wide(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     unknown = ~rows["rating"].isin(list(RATING_COLUMNS))
     if unknown.any():
         raise ManyiError(f"vote store returned unknown ratings {sorted(set(rows.loc[unknown, 'rating']))}")
-    wide = rows.pivot_table(index=key, columns="rating", values="count", aggfunc="sum", fill_value=0)
-    wide = wide.reindex(columns=list(RATING_COLUMNS), fill_value=0).rename(columns=lambda r: RATING_COLUMNS[r] + "_T")
-    wide["excluded_T"] = rows.groupby(key)["excluded"].sum()
-    wide = wide.fillna(0).astype("int64").reset_index()
-    wide.columns.name = None
-    return wide
+    return counts_by(rows, key).rename(columns={**{r: c + "_T" for r, c in RATING_COLUMNS.items()},
+                                                "excluded": "excluded_T"})
 
 
 def _shown(items: list[str]) -> str:

@@ -41,8 +41,7 @@ def main(argv=None) -> int:
     from analytics.center import CenterDB
     from analytics.center.registry import load_active
     from analytics.output.bulletin import build_bulletin, render_html
-    from analytics.output.report_pdf import PRINT_CSS, cover
-    from analytics.output.report import render_html as report_html
+    from analytics.output.report_pdf import printable_html
     from analytics.quarter import compute_quarter
     from collector.stores import open_store
     from manyi.periods import Month, Quarter
@@ -57,10 +56,8 @@ def main(argv=None) -> int:
             bulletin = build_bulletin(store, registry, db, Month.containing(now).previous(), now=now)
             shoot(render_html(bulletin), out / "bulletin.png", 794, 1123)
             result = compute_quarter(store, registry, db, Quarter.containing(now).previous(), now=now)
-        page = report_html(result).decode("utf-8").replace("</style>", PRINT_CSS + "</style>", 1)
-        body_at = page.index(">", page.index("<body")) + 1
-        page = page[:body_at] + cover(result).replace('class="cover"', 'class="cover" style="height:auto"') + \
-            page[body_at:]
+        # on screen the cover need not fill a printed page
+        page = printable_html(result).replace('class="cover"', 'class="cover" style="height:auto"', 1)
         shoot(page, out / "report.png", 1123, 1300)
     finally:
         db.close()

@@ -16,7 +16,7 @@ from .stats import satisfaction_rate, satisfaction_rates
 
 RATINGS = ("satisfied", "basic", "unsatisfied")
 
-__all__ = ["RATINGS", "satisfaction_rate", "satisfaction_rates", "score", "tally"]
+__all__ = ["RATINGS", "counts_by", "satisfaction_rate", "satisfaction_rates", "score", "tally"]
 
 
 def score(counts: Mapping[str, int], params: Params = Params()) -> float | None:
@@ -25,15 +25,24 @@ def score(counts: Mapping[str, int], params: Params = Params()) -> float | None:
     return None if x != x else x
 
 
+def counts_by(rows: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Count rows (``rating``, ``count``, ``excluded``) summed per ``key``: key, satisfied, basic,
+    unsatisfied (the scored votes) and excluded, as integers."""
+    wide = rows.pivot_table(index=key, columns="rating", values="count", aggfunc="sum", fill_value=0)
+    wide = wide.reindex(columns=list(RATINGS), fill_value=0)
+    wide["excluded"] = rows.groupby(key)["excluded"].sum()
+    wide = wide.fillna(0).astype("int64").reset_index()
+    wide.columns.name = None
+    return wide
+
+
 def tally(rows: pd.DataFrame, key: str, params: Params = Params()) -> pd.DataFrame:
     """Per ``key`` of count rows (``rating``, ``count``): satisfied, basic, unsatisfied, n, score and rate."""
     if rows.empty:
         return pd.DataFrame(columns=[key, *RATINGS, "n", "score", "rate"])
-    table = rows.pivot_table(index=key, columns="rating", values="count", aggfunc="sum", fill_value=0)
-    table = table.reindex(columns=list(RATINGS), fill_value=0)
+    table = counts_by(rows, key).drop(columns=["excluded"])
     table["n"] = table[list(RATINGS)].sum(axis=1)
     s, b, u = (table[r] for r in RATINGS)
     table["score"] = channel_score(s, b, u, params)
     table["rate"] = satisfaction_rates(s, b, u)
-    table.columns.name = None
-    return table.reset_index()
+    return table

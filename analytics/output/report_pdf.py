@@ -38,10 +38,14 @@ def cover(result) -> str:
             "<span>签发：__________</span></div></div>")
 
 
-def render_pdf(result) -> bytes:
-    """The report of ``result`` as a PDF: cover page, then the HTML report."""
+def printable_html(result) -> str:
+    """The HTML report of ``result`` with the print CSS and the cover page (what the PDF prints)."""
     page = render_html(result).decode("utf-8")
     head, _, rest = page.partition("</style>")
     body_at = rest.index(">", rest.index("<body")) + 1
-    page = head + PRINT_CSS + "</style>" + rest[:body_at] + cover(result) + rest[body_at:]
-    return html_to_pdf(page)
+    return head + PRINT_CSS + "</style>" + rest[:body_at] + cover(result) + rest[body_at:]
+
+
+def render_pdf(result) -> bytes:
+    """The report of ``result`` as a PDF: cover page, then the HTML report."""
+    return html_to_pdf(printable_html(result))

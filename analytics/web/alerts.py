@@ -8,18 +8,15 @@ edit the rules (audited as settings changes).
 
 from __future__ import annotations
 
-import logging
-import threading
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
 from analytics import alerts as al
 
 from .auth import audit, check_county, current_user, login_required, roles_required, visible_counties
-from .context import get_clock, get_db, get_registry, get_store
+from .context import get_clock, get_db, get_registry, get_store, start_worker
 from .tables import cn_time, pct
 
-log = logging.getLogger(__name__)
 bp = Blueprint("alerts", __name__)
 bp.add_app_template_filter(cn_time, "cn_time")
 bp.add_app_template_filter(pct, "pct")
@@ -38,19 +35,9 @@ def refresh(app=None) -> list[int]:
 
 def init_app(app) -> None:
     """Start the evaluation worker when BACKGROUND_WORKERS is on."""
-    if not app.config.get("BACKGROUND_WORKERS"):
-        return
-    stop = threading.Event()
-    app.extensions["manyi_alerts_stop"] = stop
-
-    def run():
-        while not stop.wait(EVALUATE_SECONDS):
-            try:
-                al.evaluate(get_store(app), get_db(app), get_registry(app), get_clock(app).now())
-            except Exception:  # noqa: BLE001 - one failed round must not end the worker
-                log.exception("alert evaluation failed; retrying")
-
-    threading.Thread(target=run, name="manyi-alerts", daemon=True).start()
+    if app.config.get("BACKGROUND_WORKERS"):
+        start_worker(app, "alerts", EVALUATE_SECONDS, lambda: al.evaluate(
+            get_store(app), get_db(app), get_registry(app), get_clock(app).now()))
 
 
 def _rule_form(form) -> dict:

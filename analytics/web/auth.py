@@ -1,25 +1,12 @@
-"""Access control of the control center: users, roles, county scoping, CSRF, API tokens, audit log.
+"""Access control of the control center over HTTP: who the request is, what its role and
+county may open, CSRF, API tokens, login and logout, the request's audit entries.
 
-Users, failed logins, API tokens and the audit log live in the CenterDB (so a lock-out
-holds across worker processes). Passwords are hashed with werkzeug.security; API
-tokens are random and stored only as SHA-256 hashes. Roles (三员分立, 等保 2.0 level 3):
-
-- ``admin`` (系统管理员): the data pages, imports, and the accounts of the business roles;
-- ``security`` (安全管理员): API tokens (issue, revoke) and the accounts list, no data;
-- ``auditor`` (审计管理员): the audit log and nothing else;
-- ``city``: city staff, every county;
-- ``county``: county staff, only its own county (pages, API, actions);
-- ``assessment``: the assessment office, every county, read-mostly.
-
-The three administrator roles are created only with ``manyi user add`` on the server: no
-web page grants them. Nobody can change or delete the audit log: the table refuses UPDATE
-and DELETE (triggers), and each entry carries a hash chained to the one before it, which
-``manyi audit verify`` checks.
-
-Passwords: at least 10 characters of three kinds (lower case, upper case, digits,
-others), not containing the user name; administrators must change theirs every
-PASSWORD_MAX_AGE_DAYS days. Logins are throttled per name and address, per address, and
-per name from anywhere at a much higher bound (docs/security.md).
+The roles (三员分立, 等保 2.0 level 3) and the password policy are in analytics.accounts;
+users, tokens, sessions, failed logins and the audit log are stored by
+analytics.center.accounts (in the center database, so a lock-out holds across worker
+processes). The three administrator roles are created only with ``manyi user add`` on the
+server: no web page grants them. Logins are throttled per name and address, per address,
+and per name from anywhere at a much higher bound (docs/security.md).
 
 Every non-GET request from a browser session must carry the session's CSRF token
 (form field ``csrf_token`` or header ``X-CSRF-Token``); requests authenticated with

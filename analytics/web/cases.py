@@ -8,8 +8,6 @@ and act only on cases of their county; every action is audited.
 
 from __future__ import annotations
 
-import logging
-import threading
 from datetime import date, datetime
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -17,10 +15,9 @@ from flask import Blueprint, abort, current_app, flash, jsonify, redirect, rende
 from analytics import cases as fu
 
 from .auth import audit, check_county, current_user, login_required, roles_required, visible_counties
-from .context import get_clock, get_db, get_registry, get_store
+from .context import get_clock, get_db, get_registry, get_store, start_worker
 from .tables import cn_time, due_text, pct, table_download
 
-log = logging.getLogger(__name__)
 bp = Blueprint("cases", __name__)
 bp.add_app_template_filter(cn_time, "cn_time")
 bp.add_app_template_filter(pct, "pct")
@@ -43,19 +40,9 @@ def refresh(app=None) -> fu.SyncResult | None:
 
 def init_app(app) -> None:
     """Start the case sync worker when BACKGROUND_WORKERS is on."""
-    if not app.config.get("BACKGROUND_WORKERS"):
-        return
-    stop = threading.Event()
-    app.extensions["manyi_cases_stop"] = stop
-
-    def run():
-        while not stop.wait(SYNC_SECONDS):
-            try:
-                fu.sync_cases(get_store(app), get_db(app), get_registry(app), get_clock(app).now())
-            except Exception:  # noqa: BLE001 - one failed round must not end the worker
-                log.exception("case sync failed; retrying")
-
-    threading.Thread(target=run, name="manyi-case-sync", daemon=True).start()
+    if app.config.get("BACKGROUND_WORKERS"):
+        start_worker(app, "cases", SYNC_SECONDS, lambda: fu.sync_cases(
+            get_store(app), get_db(app), get_registry(app), get_clock(app).now()))
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ CenterDB are thread-safe). Nothing here is global, so tests can build many apps.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -118,3 +119,19 @@ def county_of(device: str, app: Flask | None = None) -> str | None:
         location = get_registry(app).current_location(device)
         cache[device] = location.county_code if location else None
     return cache[device]
+
+
+def start_worker(app: Flask, name: str, seconds: float, work) -> None:
+    """Run ``work()`` every ``seconds`` in a daemon thread until ``app.extensions["manyi_<name>_stop"]``
+    is set; a failed round is logged and the next one runs (one bad round must not end the worker)."""
+    stop = threading.Event()
+    app.extensions[f"manyi_{name}_stop"] = stop
+
+    def run():
+        while not stop.wait(seconds):
+            try:
+                work()
+            except Exception:  # noqa: BLE001 - logged; the next round runs
+                logging.getLogger(__name__).exception("background worker %s: a round failed; retrying", name)
+
+    threading.Thread(target=run, name=f"manyi-{name}", daemon=True).start()

@@ -5,9 +5,7 @@ analytics.indicators and analytics.output."""
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request, send_file
@@ -19,10 +17,9 @@ from analytics.output.upward import LEVEL_MAPPINGS, render_upward, upward_rows
 from manyi.periods import Month
 
 from .auth import audit, current_user, roles_required, visible_counties
-from .context import get_clock, get_db, get_registry, get_store
+from .context import get_clock, get_db, get_registry, get_store, start_worker
 from .tables import download
 
-log = logging.getLogger(__name__)
 bp = Blueprint("documents", __name__)
 SCHEDULE_SECONDS = 60.0
 DOCUMENT_ROLES = ("admin", "city", "assessment")          # city-wide documents
@@ -81,32 +78,15 @@ def bulletin_directory(app) -> Path:
     return Path(app.config.get("BULLETIN_DIR") or Path(app.config["CENTER_DB"]).parent / "bulletins")
 
 
-def _targets(value) -> list[str]:
-    """NOTIFY_WEBHOOKS as a list: a comma-separated text (from the environment) or a list."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return list(value or ())
-
-
 def init_app(app) -> None:
     """Start the monthly schedule (1st of the month, 08:00 China time) when BACKGROUND_WORKERS is on."""
     if not app.config.get("BACKGROUND_WORKERS"):
         return
     from analytics.output.monthly import run_schedule
 
-    stop = threading.Event()
-    app.extensions["manyi_bulletins_stop"] = stop
-
-    def run():
-        while not stop.wait(SCHEDULE_SECONDS):
-            try:
-                run_schedule(get_store(app), get_registry(app), get_db(app), get_clock(app).now(),
-                             directory=bulletin_directory(app), link_base=app.config.get("PUBLIC_URL", ""),
-                             targets=_targets(app.config.get("NOTIFY_WEBHOOKS")))
-            except Exception:  # noqa: BLE001 - one failed round must not end the schedule
-                log.exception("monthly bulletin schedule failed; retrying")
-
-    threading.Thread(target=run, name="manyi-bulletins", daemon=True).start()
+    start_worker(app, "bulletins", SCHEDULE_SECONDS, lambda: run_schedule(
+        get_store(app), get_registry(app), get_db(app), get_clock(app).now(), directory=bulletin_directory(app),
+        link_base=app.config.get("PUBLIC_URL", ""), targets=app.config.get("NOTIFY_WEBHOOKS")))
 
 
 @bp.route("/bulletins/download")
