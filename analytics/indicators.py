@@ -16,6 +16,7 @@ import pandas as pd
 from manyi.periods import to_local
 from manyi.registry import OpeningHours
 
+from .cases.rules import outcome
 from .center import cases as stored_cases
 from .center import imports as stored_imports
 from .model.attribution import attribute, places, window_places
@@ -63,19 +64,16 @@ def _phone_counts(db, registry, level: str, start: datetime, end: datetime) -> p
 
 
 def _cases(db, level: str, start: datetime, end: datetime, now: datetime) -> pd.DataFrame:
+    columns = ["code", "closed", "called_back", "on_time", "due", "overdue"]
     if db is None:
-        return pd.DataFrame(columns=["code", "closed", "on_time", "overdue", "called_back"])
+        return pd.DataFrame(columns=columns)
     rows = stored_cases.case_rows(db, first_from=start, first_before=end, limit=1_000_000)
     out = []
     for case in rows:
         code = CITY if level == "city" else case[COLUMN[level]]
-        if not code:
-            continue
-        deadline = datetime.fromisoformat(case["deadline"])
-        closed = case["status"] == "closed"
-        out.append((code, closed, closed and datetime.fromisoformat(case["closed_at"]) <= deadline,
-                    not closed and now >= deadline, case["callback_result"] is not None))
-    return pd.DataFrame(out, columns=["code", "closed", "on_time", "overdue", "called_back"])
+        if code:
+            out.append({"code": code, **outcome(case, now)})
+    return pd.DataFrame(out, columns=columns)
 
 
 def _transactions(registry, attributed: pd.DataFrame, level: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -114,7 +112,7 @@ def _availability(store, registry, db, level: str, start: datetime, end: datetim
     if db is not None:
         from analytics.cases import calendar
 
-        holidays = set(calendar(db)[0])
+        holidays = calendar(db).holidays
     workday = np.array([to_local(h.to_pydatetime()).date() not in holidays for h in hours])
     # which hours each distinct opening-hours text is open (few texts: most halls share one)
     specs = sorted({hall.opening_hours for hall in registry.halls.values()})

@@ -278,6 +278,8 @@ _CALLBACK_NOTES = {"满意": ("问题已解决，群众表示满意", "已重新
                    "基本满意": ("已解释政策，群众基本认可", "业务已办结，群众对等候时间仍有意见"),
                    "不满意": ("群众对政策规定仍有意见", "群众认为办理时限过长"),
                    "未接通": ("三次拨打均未接通", "电话无人接听")}
+_FIXES = ("已对当班人员进行业务培训，规范一次性告知", "已增开高峰时段窗口，缩短等候时间",
+          "已重新梳理办事指南并在窗口公示", "已为群众补办业务并致歉")
 _CLOSE_REASONS = {"满意": "问题已整改，回访满意", "基本满意": "已解释说明，回访基本满意",
                   "不满意": "已按政策答复，回访仍不满意，转窗口负责人持续跟踪", "未接通": "已核实整改，多次回访未接通"}
 
@@ -289,7 +291,7 @@ class FollowupSeeding:
     cases: int = 0
     acted: int = 0            # cases given simulated actions by this call
     closed: int = 0
-    closed_late: int = 0      # closed after their deadline
+    closed_late: int = 0      # fixed (or closed) after their fix deadline
     open_recent: int = 0      # open, not overdue (the last working days)
     open_overdue: int = 0     # still open past their deadline
 
@@ -308,8 +310,24 @@ def _pick(rng: random.Random, weighted) -> str:
     return weighted[-1][0]
 
 
-def _simulate_case(db, case: dict, now: datetime, rng: random.Random, late_share: float, stuck_share: float) -> bool:
-    """Apply one case's simulated history through the real followup actions, stopping at ``now``; False if none."""
+def ensure_simulated_staff(db) -> None:
+    """Accounts for :data:`SIMULATED_STAFF` (city staff; random passwords nobody knows), so that
+    simulated cases are assigned to accounts as real ones are."""
+    import secrets
+
+    from analytics.center.accounts import create_user, get_user
+
+    for name in SIMULATED_STAFF:
+        if get_user(db, name) is None:
+            create_user(db, name, "Sim-" + secrets.token_urlsafe(24) + "9", "city")
+
+
+def _simulate_case(db, case: dict, now: datetime, rng: random.Random, late_share: float, stuck_share: float,
+                   contact_only: bool) -> bool:
+    """Apply one case's simulated history through the real followup actions, stopping at ``now``; False if none.
+
+    assign → (note) → first 回访 → 整改 → second 回访 (追评) → 办结; ``contact_only`` stops after
+    the first 回访 (a recent case still within its fix deadline)."""
     from analytics import cases as fu
 
     by, text = SIMULATED_ACTOR, SIMULATED_TEXT_PREFIX
@@ -320,25 +338,37 @@ def _simulate_case(db, case: dict, now: datetime, rng: random.Random, late_share
     if at >= now or (stuck and rng.random() < 0.3):
         return False                                    # nobody picked it up
     fu.assign_case(db, case["id"], rng.choice(SIMULATED_STAFF), by, at)
-    if stuck:
+    if stuck and not contact_only:
         return True                                     # assigned, then forgotten: stays overdue
     if rng.random() < 0.5:
         at = office_time(at + timedelta(minutes=rng.uniform(20, 240)))
         if at >= now:
             return True
         fu.add_note(db, case["id"], text + rng.choice(_NOTES), by, at)
+    at = office_time(at + timedelta(minutes=rng.uniform(10, 180)))
+    if at >= now:
+        return True
+    first = _pick(rng, _CALLBACKS)
+    fu.record_callback(db, case["id"], first, text + rng.choice(_CALLBACK_NOTES[first]), by, at)
+    if contact_only:
+        return True
     if late:
         at = office_time(deadline + timedelta(hours=rng.uniform(2, 60)))
     else:
         at = office_time(at + timedelta(hours=rng.uniform(1, 22)))
     if at >= now:
         return True
+    fu.record_rectify(db, case["id"], text + rng.choice(_FIXES), by, at)
+    at = office_time(at + timedelta(hours=rng.uniform(1, 20)))
+    if at >= now:
+        return True
     result = _pick(rng, _CALLBACKS)
-    fu.record_callback(db, case["id"], result, text + rng.choice(_CALLBACK_NOTES[result]), by, at)
+    fu.record_revisit(db, case["id"], result, text + rng.choice(_CALLBACK_NOTES[result]), by, at)
     at = office_time(at + timedelta(minutes=rng.uniform(5, 90)))
     if at >= now:
         return True
-    fu.close_case(db, case["id"], text + _CLOSE_REASONS[result], by, at)
+    code = "revisited" if result in fu.REACHED or first in fu.REACHED else "unreachable"
+    fu.close_case(db, case["id"], text + _CLOSE_REASONS[result], by, at, code=code)
     return True
 
 
@@ -350,10 +380,11 @@ def seed_followup(store, db, registry, now: datetime, *, seed: int = SEED, recen
     ``attach_vote`` at the moment it arrived (so cases were opened when their votes
     came in), then ``sync_cases`` sets the live feed cursor. A case whose first vote is
     more than ``recent_days`` working days before ``now`` is assigned to a
-    :data:`SIMULATED_STAFF` member, maybe annotated, called back (mostly 满意/基本满意)
-    and closed, all by :data:`SIMULATED_ACTOR` at office-hour times before its deadline;
-    a share ``late_share`` is called back and closed after the deadline and a share
-    ``stuck_share`` is left open (overdue). Only untouched cases (open, without notes) are
+    :data:`SIMULATED_STAFF` member, maybe annotated, called back, fixed, called back again
+    for the citizen's rating of the fix (mostly 满意/基本满意) and closed, all by
+    :data:`SIMULATED_ACTOR` at office-hour times before its deadlines; a share ``late_share``
+    is fixed after the fix deadline and a share ``stuck_share`` is left open (overdue). A
+    more recent case is assigned and called back once (still within its fix deadline). Only untouched cases (open, without notes) are
     acted on, and each case's draws come from its own seeded generator, so calling it
     again with the same ``now`` changes nothing and the same seed gives the same states.
     The audit log is not written: it records what real users did.
@@ -361,6 +392,7 @@ def seed_followup(store, db, registry, now: datetime, *, seed: int = SEED, recen
     from analytics import cases as fu
     from collector.stores import FLAG_TEST
 
+    ensure_simulated_staff(db)
     settings, cal = fu.get_settings(db), fu.calendar(db)
     start = now - timedelta(days=settings["backfill_days"])
     for vote in store.votes(start, now + timedelta(minutes=10), ratings=[UNSATISFIED]):
@@ -368,21 +400,21 @@ def seed_followup(store, db, registry, now: datetime, *, seed: int = SEED, recen
             arrived = min(now, max(vote.time, vote.received_at or vote.time))
             fu.attach_vote(db, registry, vote.device, vote.seq, vote.time, arrived, settings, cal)
     fu.sync_cases(store, db, registry, now)
-    holidays, workdays = cal
+    holidays, workdays = cal.holidays, cal.workdays
     today = now.astimezone(CHINA_TZ).date()
     result = FollowupSeeding()
     for case in sorted(fu.list_cases(db, now, limit=1_000_000), key=lambda c: c["id"]):
         first_day = datetime.fromisoformat(case["first_vote_at"]).astimezone(CHINA_TZ).date()
-        if case["status"] != fu.STATUS_OPEN or fu.working_days_between(first_day, today, holidays, workdays) \
-                <= recent_days or fu.get_case(db, case["id"], now)["notes"]:
+        if case["status"] != fu.STATUS_OPEN or fu.get_case(db, case["id"], now)["notes"]:
             continue
+        recent = fu.working_days_between(first_day, today, holidays, workdays) <= recent_days
         rng = random.Random(f"{seed}:case:{case['device']}:{case['first_vote_at']}")
-        result.acted += _simulate_case(db, case, now, rng, late_share, stuck_share)
+        result.acted += _simulate_case(db, case, now, rng, late_share, stuck_share, contact_only=recent)
     for case in fu.list_cases(db, now, limit=1_000_000):
         result.cases += 1
         if case["status"] == fu.STATUS_CLOSED:
             result.closed += 1
-            result.closed_late += datetime.fromisoformat(case["closed_at"]) > datetime.fromisoformat(case["deadline"])
+            result.closed_late += not fu.outcome(case, now)["on_time"]
         elif case["overdue"]:
             result.open_overdue += 1
         else:

@@ -150,7 +150,8 @@ def test_seeded_cases_have_a_simulated_follow_up_history(tmp_path, registry, pro
     result, again, synced, db, cases = _seeded_followup(tmp_path, registry, props)
     try:
         assert result.cases == len(cases) > 40
-        holidays, workdays = fu.calendar(db)
+        cal = fu.calendar(db)
+        holidays, workdays = cal.holidays, cal.workdays
         today = FOLLOWUP_NOW.date()
 
         def age(case):
@@ -160,16 +161,21 @@ def test_seeded_cases_have_a_simulated_follow_up_history(tmp_path, registry, pro
         recent = [c for c in cases if age(c) <= 2]
         old = [c for c in cases if age(c) > 2]
         assert recent and old
-        # Recent cases (this and the last two working days) are untouched and not yet overdue.
-        assert all(c["status"] == fu.STATUS_OPEN and not c["notes"] and not c["overdue"] for c in recent)
-        # Most old cases were called back and closed, mostly before their deadline.
+        # Recent cases (this and the last two working days) are open, at most assigned and called back
+        # once, and not overdue.
+        assert all(c["status"] != fu.STATUS_CLOSED and not c["overdue"] and not c["rectified_at"] for c in recent)
+        assert {n["kind"] for c in recent for n in c["notes"]} == {"assign", "note", "callback"}
+        # Most old cases were called back, fixed, called back for the citizen's rating of the fix (追评)
+        # and closed, mostly before their deadlines.
         closed = [c for c in old if c["status"] == fu.STATUS_CLOSED]
         assert len(closed) >= 0.8 * len(old)
-        assert all(c["callback_result"] in fu.CALLBACK_RESULTS and c["closed_at"] for c in closed)
-        results = [c["callback_result"] for c in closed]
+        assert all(c["callback_result"] in fu.CALLBACK_RESULTS and c["rectified_at"] and c["closed_at"]
+                   and c["revisit_result"] in fu.CALLBACK_RESULTS for c in closed)
+        assert all((c["close_code"] == "revisited") == fu.outcome(c, FOLLOWUP_NOW)["called_back"] for c in closed)
+        results = [c["revisit_result"] for c in closed]
         assert results.count("满意") + results.count("基本满意") > 0.7 * len(results)
         assert "不满意" in results
-        late = [c for c in closed if datetime.fromisoformat(c["closed_at"]) > datetime.fromisoformat(c["deadline"])]
+        late = [c for c in closed if not fu.outcome(c, FOLLOWUP_NOW)["on_time"]]
         assert 0 < len(late) < 0.25 * len(closed) and len(late) == result.closed_late
         # A handful are still open past their deadline.
         overdue = [c for c in cases if c["overdue"]]
@@ -192,7 +198,8 @@ def test_seeded_cases_have_a_simulated_follow_up_history(tmp_path, registry, pro
             if case["status"] == fu.STATUS_CLOSED:
                 assert case["close_reason"].startswith(demo_data.SIMULATED_TEXT_PREFIX)
                 assert case["closed_by"] == demo_data.SIMULATED_ACTOR
-                assert case["callback_note"].startswith(demo_data.SIMULATED_TEXT_PREFIX)
+                for key in ("callback_note", "rectify_note", "revisit_note"):
+                    assert case[key].startswith(demo_data.SIMULATED_TEXT_PREFIX)
         # Cases were opened when their votes arrived, not at seeding time.
         assert all(c["opened_at"] < FOLLOWUP_NOW.isoformat() and c["opened_at"] >= c["first_vote_at"] for c in old)
         # Seeding again changes nothing; the live sync afterwards finds nothing new.

@@ -43,7 +43,7 @@ def november(vote_store, center_db, tiny_registry):
     # 6 Nov: 回访 and closed on time; 10 Nov: closed late, no 回访; 24 Nov: open, due 27 Nov: overdue on 2 Dec
     cases.record_callback(center_db, b_cases[0]["id"], "满意", "", "admin", at(6, 15))
     cases.close_case(center_db, b_cases[0]["id"], "已整改", "admin", at(7))
-    cases.close_case(center_db, b_cases[1]["id"], "已整改", "admin", at(20))
+    cases.close_case(center_db, b_cases[1]["id"], "已整改，群众未留电话", "admin", at(20), code="other")
     return vote_store, center_db, tiny_registry
 
 

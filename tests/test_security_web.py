@@ -549,9 +549,10 @@ def hostile(tmp_path, heze, clock):
     write_votes(get_store(app), [(DEVICE_A, "unsatisfied", clock.now() - timedelta(minutes=m)) for m in (20, 10, 1)])
     client = logged_in(app, "admin")
     actions = AuthActions(client)
-    for action, data in (("assign", {"assignee": FORMULA}), ("note", {"text": SCRIPT + IMG}),
+    for action, data in (("assign", {"assignee": EVIL_USER}), ("note", {"text": SCRIPT + IMG}),
                          ("callback", {"result": "不满意", "note": "-2+3+cmd|' /C calc'!A0"}),
-                         ("close", {"reason": "+" + SCRIPT})):
+                         ("rectify", {"note": FORMULA + IMG}), ("revisit", {"result": "满意", "note": SCRIPT}),
+                         ("close", {"code": "other", "reason": "+" + SCRIPT})):
         response = actions.post(f"/cases/1/{action}", data)
         assert response.status_code == 303, (action, response.get_data(as_text=True)[:300])
     response = actions.post("/alerts/rules", {"name": SCRIPT + FORMULA, "kind": "burst", "n": "2", "minutes": "30",

@@ -67,8 +67,9 @@ def test_county_user_works_a_case_and_sees_alerts_live(center, browser):  # noqa
     case = _wait(lambda: browser.find_elements(By.ID, "case"), 20, "the case page")[0]
     assert case.get_attribute("data-status") == "open"
 
-    browser.find_element(By.CSS_SELECTOR, "#form-assign input[name=assignee]").clear()
-    browser.find_element(By.CSS_SELECTOR, "#form-assign input[name=assignee]").send_keys("张科长")
+    assignee = Select(browser.find_element(By.CSS_SELECTOR, "#form-assign select[name=assignee]"))
+    assert "county2" not in [o.text for o in assignee.options]        # 曹县's officer: not for a 牡丹区 case
+    assignee.select_by_visible_text("county")
     browser.find_element(By.CSS_SELECTOR, "#form-assign button").click()
     _wait(lambda: browser.find_element(By.ID, "case").get_attribute("data-status") == "assigned", 20, "assignment")
     Select(browser.find_element(By.CSS_SELECTOR, "#form-callback select[name=result]")).select_by_visible_text("基本满意")
@@ -76,15 +77,22 @@ def test_county_user_works_a_case_and_sees_alerts_live(center, browser):  # noqa
     browser.find_element(By.CSS_SELECTOR, "#form-callback button").click()
     _wait(lambda: "回访结果：基本满意" in browser.find_element(By.ID, "case-notes").text, 20, "the call-back note")
     _shot(browser, "case-assigned")
-    # An empty reason is refused by the browser (required); a blank one by the server.
+    # "Other" with a blank reason is refused by the server.
+    Select(browser.find_element(By.CSS_SELECTOR, "#form-close select[name=code]")).select_by_visible_text("其他")
     browser.find_element(By.CSS_SELECTOR, "#form-close input[name=reason]").send_keys("   ")
     browser.find_element(By.CSS_SELECTOR, "#form-close button").click()
     _wait(lambda: browser.find_elements(By.ID, "case-error"), 20, "the validation message")
-    assert "办结原因不能为空" in browser.find_element(By.ID, "case-error").text
-    browser.find_element(By.CSS_SELECTOR, "#form-close input[name=reason]").send_keys("窗口已整改")
+    assert "必须写明办结说明" in browser.find_element(By.ID, "case-error").text
+    browser.find_element(By.CSS_SELECTOR, "#form-rectify textarea[name=note]").send_keys("窗口已整改")
+    browser.find_element(By.CSS_SELECTOR, "#form-rectify button").click()
+    _wait(lambda: browser.find_elements(By.ID, "form-revisit"), 20, "the 追评 form")
+    Select(browser.find_element(By.CSS_SELECTOR, "#form-revisit select[name=result]")).select_by_visible_text("满意")
+    browser.find_element(By.CSS_SELECTOR, "#form-revisit button").click()
+    _wait(lambda: "追评：满意" in browser.find_element(By.ID, "case-notes").text, 20, "the 追评 note")
+    browser.find_element(By.CSS_SELECTOR, "#form-close input[name=reason]").send_keys("群众认可整改")
     browser.find_element(By.CSS_SELECTOR, "#form-close button").click()
     _wait(lambda: browser.find_element(By.ID, "case").get_attribute("data-status") == "closed", 20, "closing")
-    assert "窗口已整改" in browser.find_element(By.ID, "case-closed").text
+    assert "已回访：群众认可整改" in browser.find_element(By.ID, "case-closed").text
     assert not browser.find_elements(By.ID, "form-close")
     _shot(browser, "case-closed-by-county")
 

@@ -1,7 +1,8 @@
 """不满意督办: every unsatisfied vote opens or joins a follow-up case.
 
 The rules are in :mod:`.rules` (pure: working days, grouping, deadlines, what an action
-accepts); the tables in analytics.center.cases. Here the two meet: :func:`sync_cases` reads
+accepts), the working-day calendar in :mod:`.calendar`; the tables in analytics.center.cases.
+Here they meet: :func:`sync_cases` reads
 new votes from the vote store's live feed (cursor kept in the center database) and is
 idempotent (a vote is attached to at most one case, keyed by (device, seq)); a case is
 placed where its terminal stood at the time of the vote (the one attribution); and the
@@ -17,20 +18,25 @@ from typing import Iterable
 from collector.stores.base import FLAG_TEST
 from manyi.periods import local_midnight
 
+from ..center import accounts as stored_accounts
 from ..center import cases as stored
 from ..model.attribution import locate_all, locate_one, places
+from .calendar import WorkCalendar, statutory_name, work_calendar
 from .rules import (
-    CALLBACK_RESULTS, DEFAULT_SETTINGS, HOLIDAY, STATUS_ASSIGNED, STATUS_CLOSED, STATUS_LABELS, STATUS_OPEN,
-    STATUSES, UNSATISFIED, WORKDAY, CaseError, add_working_days, check_holiday, check_setting, check_text,
-    is_overdue, is_working_day, joins_case, working_days_between, working_deadline,
+    CALLBACK_RESULTS, CLOSE_CODES, DEFAULT_SETTINGS, HOLIDAY, NO_ANSWER, REACHED, SETTING_LABELS, STATUS_ASSIGNED,
+    STATUS_CLOSED, STATUS_LABELS, STATUS_OPEN, STATUSES, UNSATISFIED, WORKDAY, CaseError, add_working_days,
+    check_close, check_holiday, close_label, check_setting, check_text, is_overdue, is_working_day, joins_case, next_deadline,
+    outcome, overdue_stages, stages, working_days_between, working_deadline,
 )
 
 __all__ = [
-    "CALLBACK_RESULTS", "DEFAULT_SETTINGS", "HOLIDAY", "STATUSES", "STATUS_ASSIGNED", "STATUS_CLOSED", "STATUS_LABELS",
-    "STATUS_OPEN", "WORKDAY", "CaseError", "SyncResult", "add_note", "add_working_days", "assign_case", "attach_vote",
+    "CALLBACK_RESULTS", "CLOSE_CODES", "DEFAULT_SETTINGS", "HOLIDAY", "NO_ANSWER", "REACHED", "SETTING_LABELS",
+    "STATUSES", "STATUS_ASSIGNED", "STATUS_CLOSED", "STATUS_LABELS", "STATUS_OPEN", "WORKDAY", "CaseError",
+    "SyncResult", "WorkCalendar", "add_note", "add_working_days", "assign_case", "assignees", "attach_vote",
     "calendar", "case_counts", "close_case", "delete_holiday", "get_case", "get_settings", "is_overdue",
-    "is_working_day", "joins_case", "list_cases", "list_holidays", "record_callback", "set_holiday", "set_settings",
-    "sync_cases", "working_days_between", "working_deadline",
+    "is_working_day", "joins_case", "list_cases", "list_holidays", "outcome", "record_callback", "record_rectify",
+    "record_revisit", "set_holiday", "set_settings", "stages", "statutory_name", "sync_cases", "work_calendar",
+    "working_days_between", "working_deadline",
 ]
 
 
@@ -44,7 +50,7 @@ def get_settings(db) -> dict:
 
 
 def set_settings(db, **values) -> dict:
-    """Change settings (deadline_days 0..60, group_minutes 0..1440, backfill_days 0..366); return all."""
+    """Change settings (bounds in rules.SETTING_BOUNDS); return all."""
     checked = {key: check_setting(key, value) for key, value in values.items()}
     for key, number in checked.items():
         stored.set_setting(db, key, number)
@@ -52,19 +58,17 @@ def set_settings(db, **values) -> dict:
 
 
 def list_holidays(db) -> list[dict]:
-    """Every holiday and 调休 workday, by date."""
+    """The admin's overrides of the statutory calendar (day, kind, name), by date."""
     return stored.holidays(db)
 
 
-def calendar(db) -> tuple[frozenset[date], frozenset[date]]:
-    """(holidays, make-up workdays) as sets of dates."""
-    rows = list_holidays(db)
-    return (frozenset(date.fromisoformat(r["day"]) for r in rows if r["kind"] == HOLIDAY),
-            frozenset(date.fromisoformat(r["day"]) for r in rows if r["kind"] == WORKDAY))
+def calendar(db) -> WorkCalendar:
+    """The working-day calendar: the statutory schedule with the admin's overrides."""
+    return work_calendar(list_holidays(db))
 
 
 def set_holiday(db, day: date | str, kind: str = HOLIDAY, name: str = "") -> None:
-    """Add or change one day of the holiday list (kind 'holiday' or 'workday' for 调休)."""
+    """Override one day of the calendar: 'holiday' (a day off) or 'workday' (a working day, 调休)."""
     day = check_holiday(day, kind)
     stored.set_holiday(db, day.isoformat(), kind, (name or "").strip()[:50])
 
@@ -109,7 +113,7 @@ def attach_vote(db, registry, device: str, seq: int, time: datetime, now: dateti
     ``place`` is where the terminal stood at ``time`` when the caller attributed a batch
     already (None: nowhere known); by default it is looked up here."""
     settings = settings or get_settings(db)
-    holidays, workdays = cal or calendar(db)
+    cal = cal or calendar(db)
     if place is _UNKNOWN:
         place = _place(registry, device, time)
     group_key = place["window_id"] if place else f"device:{device}"
@@ -124,9 +128,10 @@ def attach_vote(db, registry, device: str, seq: int, time: datetime, now: dateti
                                max(_dt(target["last_vote_at"]), time))
             case_id, outcome = target["id"], "joined"
         else:
-            deadline = working_deadline(time, settings["deadline_days"], holidays, workdays)
-            case_id = stored.insert_case(conn, group_key=group_key, place=place or {}, device=device,
-                                         status=STATUS_OPEN, opened=now, time=time, deadline=deadline)
+            case_id = stored.insert_case(
+                conn, group_key=group_key, place=place or {}, device=device, status=STATUS_OPEN, opened=now, time=time,
+                deadline=working_deadline(time, settings["deadline_days"], cal.holidays, cal.workdays),
+                contact_deadline=working_deadline(time, settings["contact_days"], cal.holidays, cal.workdays))
             outcome = "opened"
         stored.add_case_vote(conn, case_id, device, seq, time)
     return outcome
@@ -177,8 +182,14 @@ def sync_cases(store, db, registry, now: datetime, limit: int = 500) -> SyncResu
 # --- reading and acting on cases ------------------------------------------------------
 
 def _with_flags(case: dict, now: datetime) -> dict:
-    case["overdue"] = is_overdue(case, now)
+    case["overdue_stages"] = overdue_stages(case, now)
+    case["overdue"] = bool(case["overdue_stages"])
     case["status_label"] = STATUS_LABELS.get(case["status"], case["status"])
+    case["close_label"] = close_label(case["close_code"], case["close_reason"]) if case["closed_at"] else ""
+    upcoming = next_deadline(case)
+    case["next_deadline"] = upcoming.isoformat() if upcoming and case["status"] != STATUS_CLOSED else None
+    case["stages"] = [{"stage": st["stage"], "label": st["label"], "deadline": st["deadline"].isoformat(),
+                       "done_at": st["done_at"].isoformat() if st["done_at"] else None} for st in stages(case)]
     return case
 
 
@@ -202,19 +213,30 @@ def get_case(db, case_id: int, now: datetime) -> dict | None:
     return None if case is None else _with_flags(case, now)
 
 
-def _require_case(conn, case_id: int, *, open_only: bool = True) -> None:
-    status = stored.case_status(conn, case_id)
-    if status is None:
+def _open_case(conn, case_id: int, *, open_only: bool = True) -> dict:
+    case = stored.case_state(conn, case_id)
+    if case is None:
         raise CaseError(f"督办件 {case_id} 不存在")
-    if open_only and status == STATUS_CLOSED:
+    if open_only and case["status"] == STATUS_CLOSED:
         raise CaseError(f"督办件 {case_id} 已办结，不能再修改")
+    return case
+
+
+def assignees(db, county_code: str | None) -> list[str]:
+    """The user names a case of ``county_code`` may be given to: active accounts of the city staff,
+    and of that county's staff (the system administrators of 三员 do no casework)."""
+    return [u["username"] for u in stored_accounts.list_users(db)
+            if not u["disabled"] and (u["role"] == "city"
+                                      or (u["role"] == "county" and county_code and u["county_code"] == county_code))]
 
 
 def assign_case(db, case_id: int, assignee: str, by: str, now: datetime) -> None:
-    """Give the case to ``assignee`` (a name, 1..50 characters)."""
-    assignee = check_text(assignee, "承办人", 50)
+    """Give the case to ``assignee``, an active account that may act on the case's county."""
+    assignee = check_text(assignee, "承办人", 64)
     with db.transaction() as conn:
-        _require_case(conn, case_id)
+        case = _open_case(conn, case_id)
+        if assignee not in assignees(db, case["county_code"]):
+            raise CaseError(f"承办人 {assignee!r} 不是可处理该县区督办件的有效账号")
         stored.set_assignee(conn, case_id, assignee, STATUS_ASSIGNED)
         stored.add_note(conn, case_id, by, "assign", f"指派给 {assignee}", now)
 
@@ -223,28 +245,60 @@ def add_note(db, case_id: int, text: str, by: str, now: datetime) -> None:
     """Add a free-text note (1..2000 characters)."""
     text = check_text(text, "备注", 2000)
     with db.transaction() as conn:
-        _require_case(conn, case_id, open_only=False)
+        _open_case(conn, case_id, open_only=False)
         stored.add_note(conn, case_id, by, "note", text, now)
 
 
-def record_callback(db, case_id: int, result: str, note: str, by: str, now: datetime) -> None:
-    """Record the 回访 (call-back) result: one of CALLBACK_RESULTS, with an optional note."""
+def _call_result(result: str) -> str:
     if result not in CALLBACK_RESULTS:
         raise CaseError(f"回访结果应为 {'、'.join(CALLBACK_RESULTS)} 之一")
+    return result
+
+
+def record_callback(db, case_id: int, result: str, note: str, by: str, now: datetime) -> None:
+    """Record a 回访 call to the citizen: their rating, or 未接通; the first call meets the contact deadline."""
+    result = _call_result(result)
     note = (note or "").strip()[:2000]
     with db.transaction() as conn:
-        _require_case(conn, case_id)
-        stored.set_callback(conn, case_id, result, note, now)
+        _open_case(conn, case_id)
+        stored.set_callback(conn, case_id, result, note, now, result == NO_ANSWER)
         stored.add_note(conn, case_id, by, "callback", f"回访结果：{result}" + (f"；{note}" if note else ""), now)
 
 
-def close_case(db, case_id: int, reason: str, by: str, now: datetime) -> None:
-    """Close the case with a reason (1..500 characters)."""
-    reason = check_text(reason, "办结原因", 500)
+def record_rectify(db, case_id: int, note: str, by: str, now: datetime) -> None:
+    """Record the fix (整改措施, 1..2000 characters); the second 回访 is due ``revisit_days`` working days later."""
+    note = check_text(note, "整改情况", 2000)
+    settings, cal = get_settings(db), calendar(db)
     with db.transaction() as conn:
-        _require_case(conn, case_id)
-        stored.set_closed(conn, case_id, STATUS_CLOSED, reason, by, now)
-        stored.add_note(conn, case_id, by, "close", f"办结：{reason}", now)
+        case = _open_case(conn, case_id)
+        if case["rectified_at"]:
+            raise CaseError(f"督办件 {case_id} 已记录整改；补充情况请添加备注")
+        stored.set_rectified(conn, case_id, note, now,
+                             working_deadline(now, settings["revisit_days"], cal.holidays, cal.workdays))
+        stored.add_note(conn, case_id, by, "rectify", f"整改：{note}", now)
+
+
+def record_revisit(db, case_id: int, result: str, note: str, by: str, now: datetime) -> None:
+    """Record the second 回访 after the fix: the citizen's rating of it (追评), or 未接通."""
+    result = _call_result(result)
+    note = (note or "").strip()[:2000]
+    with db.transaction() as conn:
+        case = _open_case(conn, case_id)
+        if not case["rectified_at"]:
+            raise CaseError("请先记录整改情况，再做二次回访")
+        stored.set_revisit(conn, case_id, result, note, now, result == NO_ANSWER)
+        stored.add_note(conn, case_id, by, "revisit", f"追评：{result}" + (f"；{note}" if note else ""), now)
+
+
+def close_case(db, case_id: int, reason: str, by: str, now: datetime, code: str = "revisited",
+               appeal_accepted: bool = False) -> None:
+    """Close the case (办结) the way ``code`` says (rules.CLOSE_CODES); a case closes only with a 回访
+    that reached the citizen, or with a stated reason why not."""
+    with db.transaction() as conn:
+        case = _open_case(conn, case_id)
+        reason = check_close(case, code, reason, appeal_accepted)
+        stored.set_closed(conn, case_id, STATUS_CLOSED, code, reason, by, now)
+        stored.add_note(conn, case_id, by, "close", f"办结：{close_label(code, reason)}", now)
 
 
 def case_counts(db, now: datetime, counties: Iterable[str] | None = None) -> dict:

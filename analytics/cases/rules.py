@@ -1,11 +1,14 @@
-"""不满意督办 rules: working days, when an unsatisfied vote joins a case, deadlines, overdue,
-and what a case action accepts. Pure: no database, no clock, no store.
+"""不满意督办 rules: working days, when an unsatisfied vote joins a case, the three deadlines,
+overdue, what closing a case needs, and how a case counts in 回访率 and 按期整改率. Pure: no
+database, no clock, no store.
 
-Weekends and an editable holiday list are not working days, 调休 make-up days (a Saturday
-or Sunday declared a working day) are. Deadlines are the end (24:00 China time) of the N-th
-working day after the day the case was opened; a case opened on a Friday with N=3 is due at
-the end of Wednesday. An unsatisfied vote at a window joins the open case of that window when
-it falls within ``group_minutes`` of the case's votes.
+Weekends and statutory holidays (analytics.cases.calendar) are not working days, 调休
+make-up days are. Deadlines are the end (24:00 China time) of the N-th working day after the
+day of the first vote; a case opened on a Friday with N=3 is due at the end of Wednesday.
+A case has three: contact the citizen (``contact_days``), fix (``deadline_days``), and a
+second 回访 after the fix (``revisit_days``, counted from the day the fix is recorded).
+An unsatisfied vote at a window joins the open case of that window when it falls within
+``group_minutes`` of the case's votes.
 """
 
 from __future__ import annotations
@@ -20,15 +23,28 @@ UNSATISFIED = "unsatisfied"
 STATUS_OPEN, STATUS_ASSIGNED, STATUS_CLOSED = "open", "assigned", "closed"
 STATUSES = (STATUS_OPEN, STATUS_ASSIGNED, STATUS_CLOSED)
 STATUS_LABELS = {STATUS_OPEN: "待处理", STATUS_ASSIGNED: "处理中", STATUS_CLOSED: "已办结"}
-CALLBACK_RESULTS = ("满意", "基本满意", "不满意", "未接通", "无需回访")
+# What a 回访 call can give: the citizen's rating (of the service at first contact, of the fix
+# at the second 回访: 追评), or no answer.
+REACHED = ("满意", "基本满意", "不满意")
+NO_ANSWER = "未接通"
+CALLBACK_RESULTS = (*REACHED, NO_ANSWER)
+# Why a case is closed (办结). "revisited" needs a 回访 that reached the citizen; "unreachable"
+# needs at least one recorded call without answer; "other" needs the reason written out.
+CLOSE_CODES = {"revisited": "已回访", "unreachable": "无法联系", "refused": "群众拒绝回访",
+               "appeal": "申诉已采纳", "other": "其他"}
 HOLIDAY, WORKDAY = "holiday", "workday"
 
 DEFAULT_SETTINGS = {
-    "deadline_days": 3,        # working days to close a case
+    "contact_days": 1,         # working days to contact the citizen (first 回访)
+    "deadline_days": 3,        # working days to fix (整改) and close the case
+    "revisit_days": 2,         # working days after the fix for the second 回访 (追评)
     "group_minutes": 30,       # unsatisfied votes at one window this close together share a case
     "backfill_days": 30,       # first sync: look this far back for unsatisfied votes
 }
-SETTING_BOUNDS = {"deadline_days": (0, 60), "group_minutes": (0, 1440), "backfill_days": (0, 366)}
+SETTING_BOUNDS = {"contact_days": (0, 30), "deadline_days": (0, 60), "revisit_days": (0, 30),
+                  "group_minutes": (0, 1440), "backfill_days": (0, 366)}
+SETTING_LABELS = {"contact_days": "联系期限", "deadline_days": "整改期限", "revisit_days": "二次回访期限",
+                  "group_minutes": "合并时间", "backfill_days": "回溯天数"}
 
 
 
@@ -81,9 +97,96 @@ def joins_case(first_vote_at: datetime, last_vote_at: datetime, vote_time: datet
     return first_vote_at - slack <= vote_time <= last_vote_at + slack
 
 
+def _at(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+STAGE_LABELS = {"contact": "联系", "fix": "整改", "revisit": "二次回访"}
+
+
+def stages(case: dict) -> list[dict]:
+    """The case's deadlines in order: [{"stage", "label", "deadline", "done_at"}].
+
+    contact is done by the first recorded 回访 call (answered or not); fix by the recorded 整改
+    (or by closing); the second 回访 exists once the fix is recorded and is done by a 追评.
+    Cases from before the three deadlines have only the fix deadline."""
+    closed = _at(case.get("closed_at"))
+    out = []
+    if case.get("contact_deadline"):
+        out.append({"stage": "contact", "deadline": _at(case["contact_deadline"]),
+                    "done_at": _at(case.get("contacted_at")) or closed})
+    out.append({"stage": "fix", "deadline": _at(case["deadline"]), "done_at": _at(case.get("rectified_at")) or closed})
+    if case.get("revisit_deadline"):
+        out.append({"stage": "revisit", "deadline": _at(case["revisit_deadline"]),
+                    "done_at": _at(case.get("revisit_at")) or closed})
+    for stage in out:
+        stage["label"] = STAGE_LABELS[stage["stage"]]
+    return out
+
+
+def overdue_stages(case: dict, now: datetime) -> list[str]:
+    """The labels of the stages past their deadline and not done (none for a closed case)."""
+    if case["status"] == STATUS_CLOSED:
+        return []
+    return [s["label"] for s in stages(case) if s["done_at"] is None and now >= s["deadline"]]
+
+
 def is_overdue(case: dict, now: datetime) -> bool:
-    """True when the case is not closed and its deadline has passed."""
-    return case["status"] != STATUS_CLOSED and now >= datetime.fromisoformat(case["deadline"])
+    """True when the case is not closed and one of its deadlines has passed undone."""
+    return bool(overdue_stages(case, now))
+
+
+def next_deadline(case: dict) -> datetime | None:
+    """The deadline of the first stage not done yet (None when every stage is done)."""
+    return next((s["deadline"] for s in stages(case) if s["done_at"] is None), None)
+
+
+def reached(case: dict) -> bool:
+    """True when a 回访 call reached the citizen (first contact or 追评)."""
+    return case.get("callback_result") in REACHED or case.get("revisit_result") in REACHED
+
+
+def fixed_on_time(case: dict) -> bool:
+    """True when the fix (or the closing) was recorded by the fix deadline."""
+    done = _at(case.get("rectified_at")) or _at(case.get("closed_at"))
+    return done is not None and done <= _at(case["deadline"])
+
+
+def outcome(case: dict, now: datetime) -> dict:
+    """How the case counts in the unit's 回访率 and 按期整改率 (analytics.model.indicators)."""
+    closed = case["status"] == STATUS_CLOSED
+    done = bool(case.get("rectified_at")) or closed
+    return {"closed": closed, "called_back": reached(case), "on_time": fixed_on_time(case),
+            # due: the fix is recorded, or its deadline has passed; overdue: not done past a deadline
+            "due": done or now >= _at(case["deadline"]), "overdue": is_overdue(case, now)}
+
+
+def check_close(case: dict, code: str, reason: str | None, appeal_accepted: bool = False) -> str:
+    """The stated reason (trimmed, may be empty) for closing with ``code``; CaseError when the case
+    may not be closed that way."""
+    if code not in CLOSE_CODES:
+        raise CaseError(f"办结方式应为 {'、'.join(CLOSE_CODES.values())} 之一")
+    reason = (reason or "").strip()
+    if len(reason) > 500:
+        raise CaseError("办结说明不超过 500 个字")
+    if code == "revisited" and not reached(case):
+        raise CaseError("尚无接通的回访结果：请先记录回访，或选择无法联系、群众拒绝回访等办结方式并说明")
+    if code == "unreachable" and NO_ANSWER not in (case.get("callback_result"), case.get("revisit_result")) \
+            and not case.get("no_answer_calls"):
+        raise CaseError("选择“无法联系”前，请先记录至少一次未接通的回访")
+    if code == "appeal" and not appeal_accepted:
+        raise CaseError("该督办件没有已采纳的申诉")
+    if code in ("other", "refused") and not reason:
+        raise CaseError(f"选择“{CLOSE_CODES[code]}”时必须写明办结说明")
+    return reason
+
+
+def close_label(code: str | None, reason: str | None) -> str:
+    """How a closing reads: 方式：说明 (cases closed before the codes existed show their reason only)."""
+    label = CLOSE_CODES.get(code or "", "")
+    if label and code != "other":
+        return f"{label}：{reason}" if reason else label
+    return reason or label
 
 
 def check_setting(key: str, value) -> int:

@@ -15,7 +15,9 @@ from .db import in_clause
 
 CASE_COLUMNS = ("id", "group_key", "window_id", "hall_id", "township_code", "county_code", "device", "status",
                 "opened_at", "first_vote_at", "last_vote_at", "deadline", "vote_count", "assignee",
-                "callback_result", "callback_note", "callback_at", "closed_at", "close_reason", "closed_by")
+                "callback_result", "callback_note", "callback_at", "closed_at", "close_reason", "closed_by",
+                "contact_deadline", "contacted_at", "no_answer_calls", "rectified_at", "rectify_note",
+                "revisit_deadline", "revisit_result", "revisit_note", "revisit_at", "close_code")
 
 
 def iso(moment: datetime) -> str:
@@ -86,13 +88,15 @@ def extend_case(conn, case_id: int, first: datetime, last: datetime) -> None:
 
 
 def insert_case(conn, *, group_key: str, place: dict, device: str, status: str, opened: datetime,
-                time: datetime, deadline: datetime) -> int:
+                time: datetime, deadline: datetime, contact_deadline: datetime) -> int:
     """A new case of one vote at ``place`` (window_id, hall_id, township_code, county_code); return its id."""
     cur = conn.execute(
         "INSERT INTO cases(group_key, window_id, hall_id, township_code, county_code, device, status, "
-        "opened_at, first_vote_at, last_vote_at, deadline, vote_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,1)",
+        "opened_at, first_vote_at, last_vote_at, deadline, contact_deadline, vote_count) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1)",
         (group_key, place.get("window_id"), place.get("hall_id"), place.get("township_code"),
-         place.get("county_code"), device, status, iso(opened), iso(time), iso(time), deadline.isoformat()))
+         place.get("county_code"), device, status, iso(opened), iso(time), iso(time), deadline.isoformat(),
+         contact_deadline.isoformat()))
     return cur.lastrowid
 
 
@@ -149,10 +153,10 @@ def case_row(db, case_id: int) -> dict | None:
     return case
 
 
-def case_status(conn, case_id: int) -> str | None:
-    """The case's status, or None when there is no such case."""
-    row = conn.execute("SELECT status FROM cases WHERE id = ?", (int(case_id),)).fetchone()
-    return row["status"] if row else None
+def case_state(conn, case_id: int) -> dict | None:
+    """The case's own columns (no votes, no notes) inside a transaction, or None when there is no such case."""
+    row = conn.execute("SELECT * FROM cases WHERE id = ?", (int(case_id),)).fetchone()
+    return {key: row[key] for key in CASE_COLUMNS} if row else None
 
 
 def add_note(conn, case_id: int, author: str, kind: str, text: str, now: datetime) -> None:
@@ -166,13 +170,27 @@ def set_assignee(conn, case_id: int, assignee: str, status: str) -> None:
     conn.execute("UPDATE cases SET assignee = ?, status = ? WHERE id = ?", (assignee, status, case_id))
 
 
-def set_callback(conn, case_id: int, result: str, note: str, now: datetime) -> None:
-    """Record the 回访 result."""
-    conn.execute("UPDATE cases SET callback_result = ?, callback_note = ?, callback_at = ? WHERE id = ?",
-                 (result, note, iso(now), case_id))
+def set_callback(conn, case_id: int, result: str, note: str, now: datetime, no_answer: bool) -> None:
+    """Record a 回访 call's result; the first call also marks the contact done."""
+    conn.execute("UPDATE cases SET callback_result = ?, callback_note = ?, callback_at = ?, "
+                 "contacted_at = COALESCE(contacted_at, ?), no_answer_calls = no_answer_calls + ? WHERE id = ?",
+                 (result, note, iso(now), iso(now), int(no_answer), case_id))
 
 
-def set_closed(conn, case_id: int, status: str, reason: str, by: str, now: datetime) -> None:
+def set_rectified(conn, case_id: int, note: str, now: datetime, revisit_deadline: datetime) -> None:
+    """Record the fix (整改) and the deadline of the second 回访."""
+    conn.execute("UPDATE cases SET rectified_at = ?, rectify_note = ?, revisit_deadline = ? WHERE id = ?",
+                 (iso(now), note, revisit_deadline.isoformat(), case_id))
+
+
+def set_revisit(conn, case_id: int, result: str, note: str, now: datetime, no_answer: bool) -> None:
+    """Record a second 回访 call: the citizen's rating of the fix (追评), or no answer."""
+    conn.execute("UPDATE cases SET revisit_result = ?, revisit_note = ?, revisit_at = COALESCE(revisit_at, ?), "
+                 "no_answer_calls = no_answer_calls + ? WHERE id = ?",
+                 (result, note, iso(now), int(no_answer), case_id))
+
+
+def set_closed(conn, case_id: int, status: str, code: str, reason: str, by: str, now: datetime) -> None:
     """Close the case."""
-    conn.execute("UPDATE cases SET status = ?, closed_at = ?, close_reason = ?, closed_by = ? WHERE id = ?",
-                 (status, iso(now), reason, by, case_id))
+    conn.execute("UPDATE cases SET status = ?, closed_at = ?, close_code = ?, close_reason = ?, closed_by = ? "
+                 "WHERE id = ?", (status, iso(now), code, reason, by, case_id))

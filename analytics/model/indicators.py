@@ -10,9 +10,10 @@ docs/indicators.md). Inputs, already attributed to units:
   is not diluted);
 - ``availability``: per unit, ``open_hours`` (terminal-hours in opening hours) and
   ``heard_hours`` (those in which the terminal was heard); None when it was not measured;
-- ``cases``: one row per follow-up case opened in the period with its unit ``code``,
-  ``closed`` (bool), ``on_time`` (closed by its deadline), ``overdue`` (open past its
-  deadline at the time of the report) and ``called_back`` (a 回访 result is recorded).
+- ``cases``: one row per follow-up case opened in the period with its unit ``code`` and
+  its :func:`analytics.cases.rules.outcome`: ``closed``, ``called_back`` (a 回访 reached the
+  citizen), ``on_time`` (fixed by the fix deadline), ``due`` (fixed, or past the fix
+  deadline) and ``overdue`` (open past one of its deadlines at the time of the report).
 """
 
 from __future__ import annotations
@@ -81,11 +82,10 @@ def indicators(votes: pd.DataFrame, cases: pd.DataFrame | None = None, transacti
 
 
 def _case_counts(cases: pd.DataFrame | None) -> pd.DataFrame:
-    """Per unit: cases, called back, rectified on time, due (closed, or open past the deadline), overdue."""
+    """Per unit: cases, called back, rectified on time, due (fixed, or past the fix deadline), overdue."""
     columns = ["code", "cases", "called_back", "rectified_on_time", "due", "overdue"]
     if cases is None or not len(cases):
         return pd.DataFrame(columns=columns)
-    c = cases.assign(due=cases["closed"] | cases["overdue"])
-    out = c.groupby("code").agg(cases=("closed", "size"), called_back=("called_back", "sum"),
+    out = cases.groupby("code").agg(cases=("closed", "size"), called_back=("called_back", "sum"),
                                 rectified_on_time=("on_time", "sum"), due=("due", "sum"), overdue=("overdue", "sum"))
     return out.astype("int64").reset_index()[columns]

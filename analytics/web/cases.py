@@ -1,4 +1,4 @@
-"""不满意督办 pages and API: list, filter, export, detail, assign, notes, 回访, close.
+"""不满意督办 pages and API: list, filter, export, detail, assign, notes, 回访, 整改, 追评, close.
 
 Cases come from :mod:`analytics.followup`. With BACKGROUND_WORKERS a thread syncs new
 unsatisfied votes every two seconds; without it (tests, one-shot tools) every page and
@@ -126,8 +126,13 @@ def _act(case_id: int, action: str, values: dict) -> str | None:
             fu.add_note(db, case_id, values.get("text", ""), user.username, now)
         elif action == "callback":
             fu.record_callback(db, case_id, values.get("result", ""), values.get("note", ""), user.username, now)
+        elif action == "rectify":
+            fu.record_rectify(db, case_id, values.get("note", ""), user.username, now)
+        elif action == "revisit":
+            fu.record_revisit(db, case_id, values.get("result", ""), values.get("note", ""), user.username, now)
         elif action == "close":
-            fu.close_case(db, case_id, values.get("reason", ""), user.username, now)
+            fu.close_case(db, case_id, values.get("reason", ""), user.username, now,
+                          code=values.get("code") or "revisited")
         else:
             abort(404, description=f"未知操作 {action!r}")
     except fu.CaseError as exc:
@@ -141,9 +146,15 @@ CASE_EXPORT_COLUMNS = [
     ("id", "编号"), ("status_label", "状态"), ("overdue_label", "是否超期"), ("county_name", "县区"),
     ("township_name", "乡镇（街道）"), ("hall_name", "大厅"), ("window_name", "窗口"), ("device", "终端"),
     ("vote_count", "不满意票数"), ("first_vote_at", "首次评价"), ("last_vote_at", "最近评价"),
-    ("deadline", "办理期限"), ("assignee", "承办人"), ("callback_result", "回访结果"),
-    ("callback_note", "回访说明"), ("closed_at", "办结时间"), ("close_reason", "办结原因"),
+    ("contact_deadline", "联系期限"), ("contacted_at", "首次回访"), ("deadline", "整改期限"),
+    ("rectified_at", "整改时间"), ("rectify_note", "整改情况"), ("revisit_deadline", "二次回访期限"),
+    ("assignee", "承办人"), ("callback_result", "回访结果"), ("callback_note", "回访说明"),
+    ("revisit_result", "追评"), ("revisit_note", "追评说明"), ("overdue_stages_label", "超期环节"),
+    ("closed_at", "办结时间"), ("close_label", "办结方式与说明"),
 ]
+ACTIONS = ("assign", "note", "callback", "rectify", "revisit", "close")
+ACTION_DONE = {"assign": "已指派", "note": "已添加备注", "callback": "已记录回访结果", "rectify": "已记录整改情况",
+               "revisit": "已记录追评", "close": "督办件已办结"}
 
 
 # --- pages -------------------------------------------------------------------------------
@@ -168,7 +179,9 @@ def export(fmt: str):
     cases = _query_cases(limit=1_000_000)
     for c in cases:
         c["overdue_label"] = "超期" if c["overdue"] else ""
-        for key in ("first_vote_at", "last_vote_at", "deadline", "closed_at"):
+        c["overdue_stages_label"] = "、".join(c["overdue_stages"])
+        for key in ("first_vote_at", "last_vote_at", "contact_deadline", "contacted_at", "deadline", "rectified_at",
+                    "revisit_deadline", "closed_at"):
             c[key] = cn_time(c[key]) if c[key] else ""
     audit("case.export", {"format": fmt, "rows": len(cases)})
     return table_download(cases, CASE_EXPORT_COLUMNS, fmt, "不满意督办")
@@ -178,23 +191,25 @@ def export(fmt: str):
 @login_required
 def detail(case_id: int):
     """One case with its votes, notes and the action forms."""
-    case = _case_or_abort(case_id)
-    return render_template("cases/detail.html", case=case, may_act=_may_act(case),
-                           callback_results=fu.CALLBACK_RESULTS, error=None, now=get_clock().now())
+    return _detail_page(_case_or_abort(case_id), None)
+
+
+def _detail_page(case: dict, error: str | None):
+    return render_template("cases/detail.html", case=case, may_act=_may_act(case), error=error,
+                           callback_results=fu.CALLBACK_RESULTS, close_codes=fu.CLOSE_CODES,
+                           assignees=fu.assignees(get_db(), case["county_code"]), now=get_clock().now())
 
 
 @bp.route("/cases/<int:case_id>/<action>", methods=["POST"])
 @login_required
 def act(case_id: int, action: str):
-    """Assign, add a note, record the 回访 result or close (form POST with CSRF token)."""
-    if action not in ("assign", "note", "callback", "close"):
+    """Assign, note, 回访, 整改, 追评 or close (form POST with CSRF token)."""
+    if action not in ACTIONS:
         abort(404)
     error = _act(case_id, action, request.form.to_dict())
     if error:
-        case = _case_or_abort(case_id)
-        return render_template("cases/detail.html", case=case, may_act=_may_act(case),
-                               callback_results=fu.CALLBACK_RESULTS, error=error, now=get_clock().now()), 400
-    flash({"assign": "已指派", "note": "已添加备注", "callback": "已记录回访结果", "close": "督办件已办结"}[action])
+        return _detail_page(_case_or_abort(case_id), error), 400
+    flash(ACTION_DONE[action])
     return redirect(url_for("cases.detail", case_id=case_id), code=303)
 
 
@@ -209,7 +224,8 @@ def settings():
         try:
             what = form.get("what")
             if what == "settings":
-                values = {k: form.get(k, "") for k in ("deadline_days", "group_minutes")}
+                values = {k: form.get(k, "") for k in ("contact_days", "deadline_days", "revisit_days", "group_minutes")
+                          if k in form}
                 fu.set_settings(db, **values)
                 audit("settings.followup", values)
                 flash("设置已保存")
@@ -228,7 +244,11 @@ def settings():
             error = str(exc)
         if error is None:
             return redirect(url_for("cases.settings"), code=303)
-    return render_template("cases/settings.html", settings=fu.get_settings(db), holidays=fu.list_holidays(db),
+    cal, today = fu.calendar(db), get_clock().now().date()
+    uncovered = [year for year in (today.year, today.year + 1) if not cal.covers(year)]
+    overrides = [h | {"statutory": fu.statutory_name(date.fromisoformat(h["day"]))} for h in fu.list_holidays(db)]
+    return render_template("cases/settings.html", settings=fu.get_settings(db), holidays=overrides,
+                           calendar=cal, uncovered=uncovered,
                            error=error), (400 if error else 200)
 
 
@@ -256,8 +276,9 @@ def api_detail(case_id: int):
 @bp.route("/api/v1/cases/<int:case_id>/<action>", methods=["POST"])
 @login_required
 def api_act(case_id: int, action: str):
-    """assign {assignee} | note {text} | callback {result, note} | close {reason}; JSON or form body."""
-    if action not in ("assign", "note", "callback", "close"):
+    """assign {assignee} | note {text} | callback {result, note} | rectify {note} | revisit {result, note} |
+    close {code, reason}; JSON or form body."""
+    if action not in ACTIONS:
         abort(404)
     values = request.get_json(silent=True) if request.is_json else request.form.to_dict()
     if not isinstance(values, dict):
@@ -284,10 +305,11 @@ OPENAPI_PATHS = {
                                         "responses": {"200": {"description": "case"}, "403": {"description": "其他县区"},
                                                       "404": {"description": "不存在"}}}},
     "/api/v1/cases/{case_id}/{action}": {"post": {
-        "summary": "处理督办件：assign {assignee} / note {text} / callback {result, note} / close {reason}",
+        "summary": "处理督办件：assign {assignee 账号} / note {text} / callback {result, note} / rectify {note} / "
+                   "revisit {result, note}（追评） / close {code, reason}",
         "tags": ["cases"],
         "parameters": [_ID, {"name": "action", "in": "path", "required": True,
-                             "schema": {"type": "string", "enum": ["assign", "note", "callback", "close"]}}],
+                             "schema": {"type": "string", "enum": list(ACTIONS)}}],
         "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
         "responses": {"200": {"description": "the updated case"}, "400": {"description": "validation error"},
                       "403": {"description": "not allowed"}}}},
