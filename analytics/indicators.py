@@ -23,7 +23,8 @@ from .model.attribution import attribute, places, window_places
 from .model.heze import Params
 from .model.indicators import indicators
 from .model.rates import counts_by
-from .votes import attributed_counts
+from .appeals import excluded_votes
+from .votes import attributed_counts, exclusion_rows
 
 LEVELS = ("city", "county", "township", "hall", "window")
 COLUMN = {"county": "county_code", "township": "township_code", "hall": "hall_id", "window": "window_id"}
@@ -61,6 +62,13 @@ def _phone_counts(db, registry, level: str, start: datetime, end: datetime) -> p
     wide = rows.pivot_table(index="code", columns="rating", values="n", aggfunc="sum", fill_value=0)
     wide = wide.reindex(columns=list(PHONE), fill_value=0).rename(columns=PHONE)
     return wide.astype("int64").reset_index().assign(channel="phone")[columns]
+
+
+def _appealed(registry, exclusions, level: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Votes 不予采纳 by accepted appeals, per unit where their terminal stood."""
+    rows, _, _ = attribute(exclusion_rows(exclusions, start, end), places(registry))
+    rows = rows.assign(code=_code_column(rows, level))
+    return rows.groupby("code").size().rename("appealed").reset_index()
 
 
 def _cases(db, level: str, start: datetime, end: datetime, now: datetime) -> pd.DataFrame:
@@ -165,11 +173,13 @@ def unit_indicators(store, registry, db, level: str, start: datetime, end: datet
     (``availability=False`` leaves terminal availability out, as not measured: it is the costly one)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
-    attributed = attributed_counts(store, registry, start, end, grain="total").rows
+    exclusions = excluded_votes(db, start, end)
+    attributed = attributed_counts(store, registry, start, end, grain="total", exclusions=exclusions).rows
     parts = []
     if "terminal" in channels:
         names = unit_names(registry, level)
-        counted = _terminal_counts(attributed, level)
+        counted = _terminal_counts(attributed, level).merge(_appealed(registry, exclusions, level, start, end),
+                                                            on="code", how="left")
         # every unit appears, with zero votes where it had none
         parts.append(names[["code"]].merge(counted, on="code", how="left").assign(channel="terminal"))
     if "phone" in channels:

@@ -47,7 +47,9 @@ from manyi import __version__
 from manyi.exc import ManyiError
 from manyi.periods import Quarter
 
+from .appeals import excluded_votes
 from .center import CenterDB, results
+from .center import appeals as stored_appeals
 from .model.attribution import roster_frame, utc as _utc
 from .model.rates import counts_by
 from .votes import attributed_counts
@@ -97,6 +99,9 @@ class QuarterResult:
     extra: dict = field(default_factory=dict)
     sample: bool = False     # computed on sample data (Registry.sample): every report says 模拟数据
     staff: pd.DataFrame = field(default_factory=lambda: empty_staff())  # 人员: empty without a roster
+    # the votes 不予采纳 by accepted appeals that the computation left out (appeal_id, device, seq, rating, time);
+    # a published result keeps them (quarter_exclusions), so it stays reproducible
+    exclusions: list = field(default_factory=list)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The tables by name: the five unit tables, plus ``staff`` when it has rows."""
@@ -139,11 +144,13 @@ def _shown(items: list[str]) -> str:
     return "、".join(items[:10]) + (" 等" if len(items) > 10 else "")
 
 
-def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict, list[str], pd.DataFrame]:
+def gather_votes(store, registry, quarter: Quarter, exclusions=()) -> tuple[pd.DataFrame, dict, list[str], pd.DataFrame]:
     """Vote counts of the quarter through the one attribution (analytics.votes): (per window
-    window_id, S_T, B_T, U_T, excluded_T; input counts; notes; per staff member on duty)."""
+    window_id, S_T, B_T, U_T, excluded_T; input counts; notes; per staff member on duty).
+    ``exclusions``: the 不予采纳 votes of accepted appeals (counted as excluded)."""
     staffed = len(getattr(registry, "roster", [])) > 0
-    got = attributed_counts(store, registry, quarter.start, quarter.end, grain="total", staff=staffed)
+    got = attributed_counts(store, registry, quarter.start, quarter.end, grain="total", staff=staffed,
+                            exclusions=exclusions)
     rows, attributed, notes = pd.concat([got.rows, got.orphans], ignore_index=True), got.rows, []
     if got.overlaps:
         notes.append(f"终端 {'、'.join(got.overlaps[:10])} 的窗口分配时段重叠：重叠时段的票只计入最早的分配。")
@@ -173,6 +180,11 @@ def gather_votes(store, registry, quarter: Quarter) -> tuple[pd.DataFrame, dict,
         "buckets": ("按季度合计（季度内移动过的终端按小时，移动所在小时逐票）" if totals
                     else "按日（季度内移动过的终端按小时，移动所在小时逐票）"),
     }
+    if got.info["appealed_votes"]:
+        appeals = sorted({v["appeal_id"] for v in exclusions})
+        info["appealed_votes"] = got.info["appealed_votes"]
+        notes.append(f"{got.info['appealed_votes']} 票经申诉复核不予采纳（申诉 {_shown([f'#{a}' for a in appeals])}），"
+                     "计入排除票，不参与评分。")
     if staffed:
         info.update(shift_terminals=got.info["shift_terminals"], unstaffed_votes=unstaffed_votes)
         info["buckets"] = (("按季度合计（换班窗口的终端按日；" if totals else "按日（")
@@ -298,17 +310,20 @@ def _attach(units: pd.DataFrame, counts: pd.DataFrame, key: str, columns) -> pd.
 
 def compute_quarter(store, registry, db: CenterDB | None, quarter: Quarter | str, params: Params | None = None, *,
                     survey: pd.DataFrame | None = None, scores: pd.DataFrame | None = None,
-                    now: datetime | None = None) -> QuarterResult:
+                    now: datetime | None = None, exclusions: list | None = None) -> QuarterResult:
     """Compute a quarter from the vote store's counts, the registry, the survey and the base scores.
 
     ``survey`` (level, code, rating, n) and ``scores`` (level, code, score) default to the
     center database's imports (analytics.imports.survey / analytics.imports.scores); pass frames to try
     figures without importing. ``now`` is the computation time (default: the system clock).
+    ``exclusions`` (the votes 不予采纳 by accepted appeals) default to the center database's.
     """
     quarter = Quarter.parse(quarter) if isinstance(quarter, str) else quarter
     params = params or Params()
     units = registry_frames(registry)
-    per_window, info, notes, per_staff = gather_votes(store, registry, quarter)
+    if exclusions is None:
+        exclusions = excluded_votes(db, quarter.start, quarter.end)
+    per_window, info, notes, per_staff = gather_votes(store, registry, quarter, exclusions)
     t_cols = ["S_T", "B_T", "U_T", "excluded_T"]
 
     windows = _attach(units["windows"], per_window, "window_id", t_cols)
@@ -347,8 +362,10 @@ def compute_quarter(store, registry, db: CenterDB | None, quarter: Quarter | str
                 base_scores=int(len(scores)), terminals=len(set(a.device for a in registry.assignments)))
     staff = staff_frame(registry, quarter, per_staff, units["windows"])
     computed_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, __version__,
-                      sample=bool(getattr(registry, "sample", False)), staff=staff)
+    result = _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, __version__,
+                        sample=bool(getattr(registry, "sample", False)), staff=staff)
+    result.exclusions = list(exclusions)
+    return result
 
 
 def _run_model(quarter, params, counties_in, towns_in, halls, windows, notes, info, computed_at, version, *,
@@ -413,6 +430,8 @@ def publish(db: CenterDB, result: QuarterResult, *, now: datetime | None = None)
         computed_at=result.computed_at.isoformat(), published_at=published_at.isoformat(), version=result.version,
         summary=summary, tables={name: _frame_to_json(frame) for name, frame in result.tables().items()},
         inputs=inputs)
+    with db.transaction() as conn:
+        stored_appeals.record_quarter_exclusions(conn, result_id, result.exclusions)
     result.result_id = result_id
     result.published_at = datetime.fromisoformat(stamp)
     return result_id
@@ -448,7 +467,7 @@ def load_published(db: CenterDB, result_id: int) -> QuarterResult:
         lam=summary["lam"], y_ref=nan(summary["y_ref"]), result_id=row["id"],
         published_at=datetime.fromisoformat(row["published_at"]),
         sample=bool(summary.get("sample", False)),  # results published before the flag existed: False
-        **tables)
+        exclusions=stored_appeals.quarter_exclusions(db, row["id"]), **tables)
 
 
 def recompute_published(db: CenterDB, result_id: int, params: Params | None = None) -> QuarterResult:

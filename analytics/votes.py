@@ -15,6 +15,11 @@ The store is asked for the coarsest buckets that lie wholly inside one assignmen
 
 :func:`attributed_counts` returns :class:`Attributed`: the rows with their window, hall,
 township and county (and staff), and what could not be attributed.
+
+Votes 不予采纳 by an accepted appeal (analytics.appeals.excluded_votes) are passed as
+``exclusions``: each adds a row at the vote's own time that moves it from ``count`` to
+``excluded`` (count −1, excluded +1), so every page that scores leaves it out and still
+counts it as excluded, while the vote store stays untouched.
 """
 
 from __future__ import annotations
@@ -75,7 +80,22 @@ def _roster_windows(roster: pd.DataFrame, s_utc, e_utc, intraday: bool) -> list[
     return sorted(set(times["window_id"]))
 
 
-def read_counts(store, registry, start, end, *, grain: str = "day", devices=None, staff: bool = False):
+def exclusion_rows(exclusions, start, end, devices=None) -> pd.DataFrame:
+    """Count rows that take the appealed votes of [start, end) out of the scores (module doc)."""
+    s_utc, e_utc = attr.utc(start), attr.utc(end)
+    frame = pd.DataFrame([(v["device"], v["time"], v["rating"]) for v in exclusions or ()],
+                         columns=["device", "at", "rating"])
+    frame["at"] = pd.to_datetime(frame["at"], utc=True).astype("datetime64[us, UTC]")
+    keep = (frame["at"] >= s_utc) & (frame["at"] < e_utc)
+    if devices is not None:
+        keep &= frame["device"].isin(set(devices))
+    frame = frame[keep]
+    return frame.assign(count=pd.Series(-1, index=frame.index, dtype="int64"),
+                        excluded=pd.Series(1, index=frame.index, dtype="int64"))[attr.ROW_COLUMNS]
+
+
+def read_counts(store, registry, start, end, *, grain: str = "day", devices=None, staff: bool = False,
+                exclusions=None):
     """(count rows, info) of [start, end) read at ``grain``, finer where attribution needs it (module doc)."""
     if grain not in GRAINS:
         raise ValueError(f"grain must be one of {GRAINS}, not {grain!r}")
@@ -137,16 +157,22 @@ def read_counts(store, registry, start, end, *, grain: str = "day", devices=None
                 extra["at"] = pd.to_datetime(extra["at"], utc=True).astype("datetime64[us, UTC]")
                 parts.append(extra)
         parts.append(hour)
+    appealed = exclusion_rows(exclusions, start, end, wanted)
+    if len(appealed):
+        parts.append(appealed)
     rows = pd.concat(parts, ignore_index=True) if parts else rows_frame([])
     info = {"count_rows": n_rows, "moved_terminals": len(moved if wanted is None else moved & wanted),
-            "raw_votes_read": raw_votes, "buckets": buckets, "shift_terminals": len(shift_devices)}
+            "raw_votes_read": raw_votes, "buckets": buckets, "shift_terminals": len(shift_devices),
+            "appealed_votes": len(appealed)}
     return rows, info
 
 
 def attributed_counts(store, registry, start, end, *, grain: str = "day", devices=None,
-                      staff: bool = False) -> Attributed:
-    """The votes of [start, end) with the place (and, with ``staff``, the staff member) of each press."""
-    rows, info = read_counts(store, registry, start, end, grain=grain, devices=devices, staff=staff)
+                      staff: bool = False, exclusions=None) -> Attributed:
+    """The votes of [start, end) with the place (and, with ``staff``, the staff member) of each press;
+    ``exclusions`` are the 不予采纳 votes of accepted appeals."""
+    rows, info = read_counts(store, registry, start, end, grain=grain, devices=devices, staff=staff,
+                             exclusions=exclusions)
     attributed, orphans, overlaps = attr.attribute(rows, attr.places(registry))
     out = Attributed(attributed, orphans, overlaps, info)
     if staff:

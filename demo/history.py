@@ -420,3 +420,44 @@ def seed_followup(store, db, registry, now: datetime, *, seed: int = SEED, recen
         else:
             result.open_recent += 1
     return result
+
+
+_APPEALS = (  # (status after seeding, kind, reason, evidence, review note)
+    ("pending", "mistaken", "群众办理后误按不满意键，已现场说明", "窗口录像 1 段、办件记录", ""),
+    ("accepted", "malicious", "同一人在未办理业务的情况下连续按不满意键", "大厅监控录像，排队系统无该时段取号记录",
+     "经核查录像属实，予以采纳"),
+    ("rejected", "mistaken", "窗口认为群众对政策规定不满，非服务问题", "政策文件", "属服务解释不到位，不予采纳申诉"),
+    ("withdrawn", "mistaken", "误以为是测试按键", "", ""),
+)
+
+
+def seed_appeals(store, db, registry, now: datetime) -> dict[str, int]:
+    """One simulated appeal in each state (待复核, 采纳, 驳回, 撤回) on the most recent open cases, filed and reviewed by :data:`SIMULATED_STAFF` accounts; all text is
+    marked 模拟数据. Idempotent: it does nothing once simulated appeals exist."""
+    from analytics import appeals as ap
+    from analytics import cases as fu
+
+    if any(a["filed_by"] in SIMULATED_STAFF for a in ap.list_appeals(db, limit=100)):
+        return {}
+    ensure_simulated_staff(db)
+    filer, reviewer = SIMULATED_STAFF[0], SIMULATED_STAFF[1]
+    made: dict[str, int] = {}
+    for case in fu.list_cases(db, now, status="active", limit=10_000):
+        if len(made) == len(_APPEALS):
+            break
+        if not case["county_code"]:
+            continue
+        status, kind, reason, evidence, note = _APPEALS[len(made)]
+        try:
+            appeal = ap.file_appeal(store, db, registry, target_kind="case", target_ref=str(case["id"]), kind=kind,
+                                    reason=SIMULATED_TEXT_PREFIX + reason,
+                                    evidence=SIMULATED_TEXT_PREFIX + evidence if evidence else "",
+                                    by=filer, now=now)
+        except ap.AppealError:
+            continue                     # past the appeal deadline, or nothing to appeal
+        if status in (ap.ACCEPTED, ap.REJECTED):
+            ap.review_appeal(db, appeal, status, SIMULATED_TEXT_PREFIX + note, reviewer, now)
+        elif status == ap.WITHDRAWN:
+            ap.withdraw_appeal(db, appeal, filer, now)
+        made[status] = appeal
+    return made

@@ -237,17 +237,18 @@ def seed(workdir: Path, registry, props: dict[str, float], args, say) -> dict:
         with open_store(f"sqlite:///{workdir / 'votes.db'}") as store:
             published = history.publish_past_quarters(store, registry, db, quarters, now=now)
             followup = history.seed_followup(store, db, registry, now)
+            appeals = history.seed_appeals(store, db, registry, now)
     finally:
         db.close()
     info = {
         "simulated": True, "note": history.SIMULATED_NOTE, "seed": history.SEED, "seeded_at": now.isoformat(),
         "quarters": [str(q) for q in quarters], "votes": votes.votes, "burst_votes": votes.burst_votes,
         "terminals": len(votes.last_seq), "imports": [r.summary() for r in reports], "published_results": published,
-        "followup": asdict(followup),
+        "followup": asdict(followup), "appeals": appeals,
     }
     say(f"seeded {votes.votes} simulated votes of {len(votes.last_seq)} terminals, "
         f"{len(reports)} imports, {len(published)} published quarters, {followup.summary()} "
-        f"(simulated follow-up), in {time.monotonic() - started:.1f} s")
+        f"(simulated follow-up), {len(appeals)} simulated appeals, in {time.monotonic() - started:.1f} s")
     return info
 
 

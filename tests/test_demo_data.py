@@ -135,6 +135,9 @@ def _seeded_followup(tmp_path, registry, props, name="a"):
         result = demo_data.seed_followup(store, db, registry, FOLLOWUP_NOW)
         again = demo_data.seed_followup(store, db, registry, FOLLOWUP_NOW)
         synced = fu.sync_cases(store, db, registry, FOLLOWUP_NOW)
+        if name == "appeals":
+            result = (demo_data.seed_appeals(store, db, registry, FOLLOWUP_NOW),
+                      demo_data.seed_appeals(store, db, registry, FOLLOWUP_NOW))
     cases = [fu.get_case(db, c["id"], FOLLOWUP_NOW) for c in fu.list_cases(db, FOLLOWUP_NOW, limit=100000)]
     return result, again, synced, db, cases
 
@@ -231,3 +234,21 @@ def test_office_time_moves_to_the_next_opening():
     assert demo_data.office_time(lunch) == datetime(2026, 11, 19, 13, 30, tzinfo=CHINA_TZ)
     inside = datetime(2026, 11, 19, 10, 15, tzinfo=CHINA_TZ)
     assert demo_data.office_time(inside) == inside
+
+
+def test_seeded_appeals_are_in_every_state_and_marked_simulated(tmp_path, registry, props):
+    from analytics import appeals as ap
+
+    (made, again), _, _, db, _ = _seeded_followup(tmp_path, registry, props, "appeals")
+    try:
+        assert set(made) == {ap.PENDING, ap.ACCEPTED, ap.REJECTED, ap.WITHDRAWN} and again == {}
+        appeals = ap.list_appeals(db)
+        assert sorted(a["status"] for a in appeals) == sorted(made)
+        assert len({a["target_ref"] for a in appeals}) == 4
+        for appeal in appeals:
+            assert appeal["reason"].startswith(demo_data.SIMULATED_TEXT_PREFIX)
+            assert appeal["filed_by"] in demo_data.SIMULATED_STAFF
+        accepted = ap.get_appeal(db, made[ap.ACCEPTED])
+        assert accepted["votes"] >= 1 and len(ap.excluded_votes(db)) == accepted["votes"]
+    finally:
+        db.close()

@@ -53,6 +53,9 @@ ACCESS = {
     "cases.api_detail": EVERYONE, "cases.act": {"admin", "city", "county"},
     "cases.api_act": {"admin", "city", "county"},
     "cases.settings": {"admin", "city"},
+    "appeals.index": EVERYONE, "appeals.detail": EVERYONE, "appeals.act": {"admin", "city", "county"},
+    "appeals.file": {"admin", "city", "county"}, "appeals.api_file": {"admin", "city", "county"},
+    "appeals.api_appeals": EVERYONE, "appeals.api_detail": EVERYONE, "appeals.api_act": {"admin", "city", "county"},
     "drill.city": EVERYONE, "drill.unit": EVERYONE, "drill.api_city": EVERYONE, "drill.api_unit": EVERYONE,
     "rankings.index": EVERYONE, "rankings.export": EVERYONE, "rankings.api_rankings": EVERYONE,
     "imports.index": {"admin", "assessor"}, "imports.upload": {"admin", "assessor"},
@@ -63,10 +66,11 @@ ACCESS = {
     "documents.api_upward": {"admin", "assessor"}, "documents.bulletin_file": {"admin", "city", "assessor"},
 }
 # Values for the URL variables: everything points into 牡丹区 (371702), the county of user "county".
-SAMPLE_VALUES = {"case_id": 1, "alert_id": 1, "rule_id": 999, "token_id": 999, "username": "nobody", "level": "county",
+SAMPLE_VALUES = {"case_id": 1, "alert_id": 1, "appeal_id": 1, "rule_id": 999, "token_id": 999, "username": "nobody", "level": "county",
                  "code": "371702", "kind": "survey", "fmt": "csv", "name": "world_110m", "filename": "app.css",
                  "month": "2026-10"}
-SAMPLE_ACTIONS = {"admin.user_action": "enable", "cases.act": "note", "cases.api_act": "note"}
+SAMPLE_ACTIONS = {"admin.user_action": "enable", "cases.act": "note", "cases.api_act": "note",
+                  "appeals.act": "withdraw", "appeals.api_act": "withdraw"}
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(2)>'
 FORMULA = '=HYPERLINK("http://evil.example","点我")'

@@ -25,7 +25,7 @@ from .calendar import WorkCalendar, statutory_name, work_calendar
 from .rules import (
     CALLBACK_RESULTS, CLOSE_CODES, DEFAULT_SETTINGS, HOLIDAY, NO_ANSWER, REACHED, SETTING_LABELS, STATUS_ASSIGNED,
     STATUS_CLOSED, STATUS_LABELS, STATUS_OPEN, STATUSES, UNSATISFIED, WORKDAY, CaseError, add_working_days,
-    check_close, check_holiday, close_label, check_setting, check_text, is_overdue, is_working_day, joins_case, next_deadline,
+    check_close, check_holiday, close_label, check_setting, check_text, is_overdue, is_working_day, joins_case,
     outcome, overdue_stages, stages, working_days_between, working_deadline,
 )
 
@@ -186,10 +186,11 @@ def _with_flags(case: dict, now: datetime) -> dict:
     case["overdue"] = bool(case["overdue_stages"])
     case["status_label"] = STATUS_LABELS.get(case["status"], case["status"])
     case["close_label"] = close_label(case["close_code"], case["close_reason"]) if case["closed_at"] else ""
-    upcoming = next_deadline(case)
-    case["next_deadline"] = upcoming.isoformat() if upcoming and case["status"] != STATUS_CLOSED else None
     case["stages"] = [{"stage": st["stage"], "label": st["label"], "deadline": st["deadline"].isoformat(),
                        "done_at": st["done_at"].isoformat() if st["done_at"] else None} for st in stages(case)]
+    pending = next((st for st in case["stages"] if st["done_at"] is None), None)
+    case["next_stage"] = pending["label"] if pending and case["status"] != STATUS_CLOSED else None
+    case["next_deadline"] = pending["deadline"] if case["next_stage"] else None
     return case
 
 

@@ -40,11 +40,12 @@ DEFAULT_SETTINGS = {
     "revisit_days": 2,         # working days after the fix for the second 回访 (追评)
     "group_minutes": 30,       # unsatisfied votes at one window this close together share a case
     "backfill_days": 30,       # first sync: look this far back for unsatisfied votes
+    "appeal_days": 5,          # working days after a vote within which a county may appeal it (申诉)
 }
 SETTING_BOUNDS = {"contact_days": (0, 30), "deadline_days": (0, 60), "revisit_days": (0, 30),
-                  "group_minutes": (0, 1440), "backfill_days": (0, 366)}
+                  "group_minutes": (0, 1440), "backfill_days": (0, 366), "appeal_days": (0, 60)}
 SETTING_LABELS = {"contact_days": "联系期限", "deadline_days": "整改期限", "revisit_days": "二次回访期限",
-                  "group_minutes": "合并时间", "backfill_days": "回溯天数"}
+                  "group_minutes": "合并时间", "backfill_days": "回溯天数", "appeal_days": "申诉期限"}
 
 
 
@@ -134,11 +135,6 @@ def overdue_stages(case: dict, now: datetime) -> list[str]:
 def is_overdue(case: dict, now: datetime) -> bool:
     """True when the case is not closed and one of its deadlines has passed undone."""
     return bool(overdue_stages(case, now))
-
-
-def next_deadline(case: dict) -> datetime | None:
-    """The deadline of the first stage not done yet (None when every stage is done)."""
-    return next((s["deadline"] for s in stages(case) if s["done_at"] is None), None)
 
 
 def reached(case: dict) -> bool:

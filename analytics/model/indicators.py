@@ -3,8 +3,9 @@
 Every page, API and document takes its indicators from :func:`indicators` (definitions in
 docs/indicators.md). Inputs, already attributed to units:
 
-- ``votes``: per unit (``code``) and channel: ``S``, ``B``, ``U`` (scored ratings) and
-  ``excluded`` (kept but not scored: misuse such as bursts and test presses);
+- ``votes``: per unit (``code``) and channel: ``S``, ``B``, ``U`` (scored ratings),
+  ``excluded`` (kept but not scored: misuse such as bursts and test presses, and votes 不予采纳
+  by an accepted appeal) and, for terminals, ``appealed`` (those 不予采纳);
 - ``transactions``: per unit, ``transactions`` served at windows that report them and
   ``tx_votes``, the scored votes at those windows (so a unit where only some windows report
   is not diluted);
@@ -25,11 +26,11 @@ from .heze import Params, channel_score
 from .stats import satisfaction_rates
 
 CHANNELS = {"terminal": "评价器", "phone": "12333电话回访"}
-COLUMNS = ["code", "channel", "n", "excluded", "S", "B", "U", "rate", "rate_S", "rate_B", "rate_U", "score",
+COLUMNS = ["code", "channel", "n", "excluded", "appealed", "S", "B", "U", "rate", "rate_S", "rate_B", "rate_U", "score",
            "bad_rate", "transactions", "tx_votes", "eval_rate", "cases", "called_back", "callback_rate",
            "rectified_on_time", "due", "rectify_rate", "overdue", "open_hours", "heard_hours", "availability"]
 LABELS = {
-    "n": "评价数", "excluded": "排除（误按、测试等，不计分）", "S": "满意", "B": "基本满意", "U": "不满意",
+    "n": "评价数", "excluded": "排除（误按、测试、申诉采纳等，不计分）", "appealed": "其中申诉采纳（不予采纳）", "S": "满意", "B": "基本满意", "U": "不满意",
     "rate": "满意度", "rate_S": "满意率", "rate_B": "基本满意率", "rate_U": "不满意率", "score": "综合得分",
     "bad_rate": "差评率", "transactions": "办件量", "tx_votes": "有办件量窗口的评价数", "eval_rate": "评价率",
     "cases": "督办件", "called_back": "已回访", "callback_rate": "回访率", "rectified_on_time": "按期整改",
@@ -52,6 +53,8 @@ def indicators(votes: pd.DataFrame, cases: pd.DataFrame | None = None, transacti
     for column in ("S", "B", "U", "excluded"):
         frame[column] = frame[column].fillna(0).astype("int64") if column in frame else 0
     frame["n"] = frame["S"] + frame["B"] + frame["U"]
+    frame["appealed"] = (frame["appealed"] if "appealed" in frame else pd.Series(np.nan, index=frame.index))
+    frame["appealed"] = frame["appealed"].where(frame["channel"] != "terminal", frame["appealed"].fillna(0))
     frame["rate"] = satisfaction_rates(frame["S"], frame["B"], frame["U"])
     for key in ("S", "B", "U"):
         frame[f"rate_{key}"] = _ratio(frame[key], frame["n"])

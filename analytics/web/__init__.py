@@ -31,6 +31,7 @@ BLUEPRINTS = [
     "analytics.web.rankings",
     "analytics.web.drill",
     "analytics.web.cases",
+    "analytics.web.appeals",
     "analytics.web.alerts",
     "analytics.web.imports",
     "analytics.web.documents",

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
 from analytics import cases as fu
+from analytics.appeals import KINDS, appeal_accepted_for_case, list_appeals
 
 from .auth import audit, check_county, current_user, login_required, roles_required, visible_counties
 from .context import get_clock, get_db, get_registry, get_store, start_worker
@@ -132,7 +133,8 @@ def _act(case_id: int, action: str, values: dict) -> str | None:
             fu.record_revisit(db, case_id, values.get("result", ""), values.get("note", ""), user.username, now)
         elif action == "close":
             fu.close_case(db, case_id, values.get("reason", ""), user.username, now,
-                          code=values.get("code") or "revisited")
+                          code=values.get("code") or "revisited",
+                          appeal_accepted=appeal_accepted_for_case(db, case_id))
         else:
             abort(404, description=f"未知操作 {action!r}")
     except fu.CaseError as exc:
@@ -195,8 +197,11 @@ def detail(case_id: int):
 
 
 def _detail_page(case: dict, error: str | None):
+    db = get_db()
+    case["appeals"] = list_appeals(db, target_kind="case", target_ref=str(case["id"]))
+    case["appeal_accepted"] = appeal_accepted_for_case(db, case["id"])
     return render_template("cases/detail.html", case=case, may_act=_may_act(case), error=error,
-                           callback_results=fu.CALLBACK_RESULTS, close_codes=fu.CLOSE_CODES,
+                           callback_results=fu.CALLBACK_RESULTS, close_codes=fu.CLOSE_CODES, appeal_kinds=KINDS,
                            assignees=fu.assignees(get_db(), case["county_code"]), now=get_clock().now())
 
 

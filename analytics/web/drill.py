@@ -18,11 +18,12 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 
 from analytics.output import drill_charts as charts
 from analytics.model.rates import satisfaction_rate
+from analytics.appeals import excluded_votes
 from analytics.votes import attributed_counts
 from manyi.periods import local_midnight, to_local
 
 from .auth import check_county, current_user, login_required, visible_counties
-from .context import get_clock, get_registry, get_store
+from .context import get_clock, get_db, get_registry, get_store
 from .tables import cn_time, pct
 
 bp = Blueprint("drill", __name__)
@@ -173,7 +174,8 @@ def drill_data(store, reg, level: str, code: str, start: date, end: date, visibl
         parent = ("county", info["county"])
     scope = parent if parent is not None else (level, code)
     scope_devices = _devices_in(reg, *scope)
-    day = attributed_counts(store, reg, t0, t1, grain="day", devices=scope_devices).rows
+    appealed = excluded_votes(get_db(), t0, t1)          # 不予采纳: counted as excluded, not scored
+    day = attributed_counts(store, reg, t0, t1, grain="day", devices=scope_devices, exclusions=appealed).rows
     unit = _in_unit(day, level, code, visible)
     unit_counts = charts.totals(_rows(unit))
     daily = charts.daily_counts(_rows(unit), start, end)
@@ -206,7 +208,7 @@ def drill_data(store, reg, level: str, code: str, start: date, end: date, visibl
     # Hour × weekday and staff: hour buckets of the unit's own terminals.
     staff_level = level in STAFF_LEVELS
     hourly = attributed_counts(store, reg, t0, t1, grain="hour", devices=_devices_in(reg, level, code),
-                               staff=staff_level)
+                               staff=staff_level, exclusions=appealed)
     cells = charts.hour_weekday_counts(_rows(_in_unit(hourly.rows, level, code, visible)))
     staff_rows = []
     if staff_level and hourly.staffed is not None and len(hourly.staffed):

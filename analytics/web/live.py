@@ -26,12 +26,13 @@ from manyi.protocol import RATING_LABELS
 
 from . import auth
 from .auth import login_required, visible_counties
-from .context import get_clock, get_registry, get_store, resources
+from .context import get_clock, get_db, get_registry, get_store, resources
 
 log = logging.getLogger(__name__)
 
 from analytics.model.attribution import devices_in, locate_all, places
 from analytics.model.rates import RATINGS, tally
+from analytics.appeals import excluded_votes
 from analytics.votes import attributed_counts
 from .shared import json_body, json_response, shared_results
 from .terminals import _offline_devices
@@ -73,12 +74,14 @@ def period_bounds(period: str, now):
     abort(400, description=f"period must be one of {', '.join(PERIODS)}")
 
 
-def map_data(store, registry, start, end, visible: set[str] | None, offline_devices: set[str], now=None):
+def map_data(store, registry, start, end, visible: set[str] | None, offline_devices: set[str], now=None,
+             exclusions=()):
     """County and hall figures for [start, end): two data frames for the map and its table.
 
     Each vote counts where its terminal stood at the time of the press (the one attribution);
-    a hall is drawn offline when a terminal standing there now is offline."""
-    located = attributed_counts(store, registry, start, end, grain="total").rows
+    votes 不予采纳 by an accepted appeal (``exclusions``) are not counted; a hall is drawn
+    offline when a terminal standing there now is offline."""
+    located = attributed_counts(store, registry, start, end, grain="total", exclusions=exclusions).rows
     counties = pd.DataFrame([(c.code, c.name, c.kind) for c in registry.counties.values()],
                             columns=["code", "name", "kind"])
     if visible is not None:
@@ -219,7 +222,8 @@ def _map_payload(period: str, with_figure: bool, visible: set[str] | None) -> di
     # Offline means silent for OFFLINE_MINUTES: a status list a few map refreshes old is still right.
     offline = shared_results("offline").get("all", lambda: _offline_devices(store, now),
                                             ttl=5 * float(current_app.config["MAP_CACHE_SECONDS"]))
-    counties, halls = map_data(store, registry, start, end, visible, offline, now)
+    counties, halls = map_data(store, registry, start, end, visible, offline, now,
+                               excluded_votes(get_db(), start, end))
     return dict(period=period, period_label=PERIODS[period], start=start.isoformat(), end=end.isoformat(),
                 generated_at=to_local(now).isoformat(timespec="seconds"), counties=_records(counties),
                 halls=_records(halls), figure=county_map(counties, _geojson(), halls) if with_figure else None)

@@ -29,7 +29,7 @@ def init_app(app) -> None:
     def nav():
         rules = {rule.rule for rule in app.url_map.iter_rules()}
         items = [("/", "实时地图"), ("/rankings", "排名"), ("/drill", "逐级查看"), ("/cases", "不满意督办"),
-                 ("/terminals", "终端状态"), ("/alerts", "告警"), ("/imports", "导入与报表"),
+                 ("/appeals", "申诉复核"), ("/terminals", "终端状态"), ("/alerts", "告警"), ("/imports", "导入与报表"),
                  ("/bulletins", "月度通报")]
         user = current_user()
         if user is not None and user.role in auth.ROLE_ENDPOINTS:
