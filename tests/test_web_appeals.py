@@ -67,8 +67,18 @@ def test_county_files_city_reviews_and_the_votes_leave_the_scores(app, client, a
     assert 'value="appeal"' in client.get("/cases/1").get_data(as_text=True)
     assert auth.post("/cases/1/close", {"code": "appeal"}).status_code == 303
     assert client.get("/api/v1/cases/1").get_json()["close_label"] == "申诉已采纳"
-    actions = [e["action"] for e in audit_entries(get_db(app), action="appeal.")]
-    assert sorted(actions) == ["appeal.file", "appeal.review"]
+    entries = audit_entries(get_db(app), action="appeal.")
+    assert sorted(e["action"] for e in entries) == ["appeal.file", "appeal.review"]
+    # the audit page names the actions and every detail in Chinese
+    from analytics.web.admin import audit_action_label, audit_detail
+
+    with app.test_request_context():
+        for entry in entries + audit_entries(get_db(app), action="case."):
+            label = audit_action_label(entry["action"])
+            text = audit_detail(entry["detail"], entry["action"])
+            assert label != entry["action"], entry["action"]
+            keys = [part.split("：")[0] for part in text.split("；") if part]
+            assert all(not key.isascii() for key in keys), (entry["action"], text)
 
 
 def test_api_files_with_a_token_and_checks_its_input(app, client, cases, api_token, clock):

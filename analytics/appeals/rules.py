@@ -15,7 +15,7 @@ from manyi.exc import ManyiError
 KINDS = {"mistaken": "误评", "malicious": "恶意差评"}
 TARGETS = {"vote": "单条评价", "case": "督办件", "alert": "集中差评告警"}
 PENDING, ACCEPTED, REJECTED, WITHDRAWN = "pending", "accepted", "rejected", "withdrawn"
-STATUS_LABELS = {PENDING: "待复核", ACCEPTED: "已采纳（不予采纳评价）", REJECTED: "已驳回", WITHDRAWN: "已撤回"}
+STATUS_LABELS = {PENDING: "待复核", ACCEPTED: "已采纳", REJECTED: "已驳回", WITHDRAWN: "已撤回"}
 FILERS = ("admin", "city", "county")        # who may file (county staff: for their own county)
 REVIEWERS = ("admin", "city")               # who reviews (the city)
 DEFAULT_APPEAL_DAYS = 5

@@ -99,7 +99,8 @@ AUDIT_ACTIONS = {
     "user.token": "生成API令牌", "token.add": "生成API令牌", "token.revoke": "吊销API令牌",
     "account.password": "修改本人密码", "account.password_failed": "修改本人密码失败", "report.download": "下载季度报告", "rankings.export": "导出排名",
     "case.export": "导出督办件", "case.assign": "督办指派", "case.note": "督办备注", "case.callback": "督办回访",
-    "case.close": "督办办结", "alert.ack": "确认告警", "settings.alert_rule": "修改告警规则",
+    "case.close": "督办办结", "case.rectify": "督办整改", "case.revisit": "督办二次回访（追评）",
+    "appeal.file": "提出申诉", "appeal.review": "复核申诉", "appeal.withdraw": "撤回申诉", "alert.ack": "确认告警", "settings.alert_rule": "修改告警规则",
     "settings.alert_rule.delete": "删除告警规则", "settings.followup": "修改督办设置",
     "settings.holiday.add": "添加节假日", "settings.holiday.delete": "删除节假日",
     "import.survey": "导入12333回访", "import.scores": "导入综合考核得分",
@@ -113,12 +114,14 @@ AUDIT_KEYS = {
     "result": "发布编号", "file": "文件", "case": "督办件", "rows_read": "读取", "imported": "导入", "rejected": "拒收",
     "error": "错误", "reason": "原因", "fmt": "格式", "rule": "规则", "alert": "告警", "day": "日期", "name": "名称",
     "assignee": "指派给", "text": "内容", "note": "备注", "rows": "行数", "level": "级别", "token": "令牌编号",
-    "kind": "类型", "params": "参数", "enabled": "启用", "deadline_days": "办理时限（工作日）",
+    "kind": "类型", "params": "参数", "enabled": "启用", "deadline_days": "整改时限（工作日）",
     "group_minutes": "合并时间窗（分钟）", "month": "月份", "truncated": "内容（已截断）",
+    "contact_days": "联系时限（工作日）", "revisit_days": "二次回访时限（工作日）", "code": "办结方式",
+    "appeal": "申诉编号", "target": "申诉对象", "evidence": "证据说明", "decision": "复核结论",
 }
 
 
-AUDIT_KEYS_BY_ACTION = {("case.", "result"): "回访结果"}
+AUDIT_KEYS_BY_ACTION = {("case.", "result"): "回访结果", ("case.", "code"): "办结方式"}
 
 
 def audit_action_label(action: str | None) -> str:
