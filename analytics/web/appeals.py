@@ -165,7 +165,7 @@ def api_file():
     appeal_id, error = _file(_body())
     if error:
         return jsonify(error="invalid", message=error), 400
-    return jsonify(_appeal_or_abort(appeal_id)), 201
+    return jsonify(_appeal_or_abort(appeal_id))
 
 
 @bp.route("/api/v1/appeals/<int:appeal_id>")
@@ -197,7 +197,7 @@ OPENAPI_PATHS = {
         "post": {"summary": "提出申诉：target_kind (vote|case|alert), target_ref (终端:序号 / 督办件号 / 告警号), "
                             "time（单条评价时）, kind (mistaken|malicious), reason, evidence",
                  "tags": ["appeals"], "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
-                 "responses": {"201": {"description": "the appeal"}, "400": {"description": "validation error"},
+                 "responses": {"200": {"description": "the appeal"}, "400": {"description": "validation error"},
                                "403": {"description": "not allowed"}}}},
     "/api/v1/appeals/{appeal_id}": {"get": {"summary": "申诉详情（含所涉评价）", "tags": ["appeals"], "parameters": [_ID],
                                             "responses": {"200": {"description": "appeal"}}}},

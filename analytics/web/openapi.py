@@ -82,6 +82,10 @@ RESPONSE_SCHEMAS = {
     ("/api/v1/cases", "get"): _obj({"cases": _LIST, "count": _I}),
     ("/api/v1/cases/{case_id}", "get"): {"type": "object", "description": "one case with its votes and notes"},
     ("/api/v1/cases/{case_id}/{action}", "post"): {"type": "object", "description": "the updated case"},
+    ("/api/v1/appeals", "get"): _obj({"appeals": _LIST, "count": _I}),
+    ("/api/v1/appeals", "post"): {"type": "object", "description": "the new appeal with its votes"},
+    ("/api/v1/appeals/{appeal_id}", "get"): {"type": "object", "description": "one appeal with its votes"},
+    ("/api/v1/appeals/{appeal_id}/{action}", "post"): {"type": "object", "description": "the updated appeal"},
     ("/api/v1/drill", "get"): _obj({
         "level": _S, "level_label": _S, "code": _S, "name": _S, "county_code": {"type": "string", "nullable": True},
         "start": _S, "end": _S, "totals": _TOTALS, "breadcrumbs": _LIST, "child_level": {"type": "string",
