@@ -149,6 +149,9 @@ def test_live_map_shows_a_vote_from_the_broker_without_reload(chain, browser):
     assert case.get_attribute("data-status") != "closed"
     assert DEVICE_A in case.text
     _shot(browser, "case-open")
+    # A case closes only after a 回访 that reached the citizen (or with a stated reason).
+    browser.find_element(By.CSS_SELECTOR, "#form-callback button[type=submit]").click()       # 满意, the first choice
+    _wait(lambda: "回访结果：满意" in browser.find_element(By.ID, "case-notes").text, 20, "the 回访 note")
     browser.find_element(By.CSS_SELECTOR, "#form-close input[name=reason]").send_keys("已回访，群众表示理解")
     browser.find_element(By.CSS_SELECTOR, "#form-close button[type=submit]").click()
     _wait(lambda: browser.find_element(By.ID, "case").get_attribute("data-status") == "closed", 20,
