@@ -49,7 +49,6 @@ from manyi.periods import Quarter
 
 from .appeals import excluded_votes
 from .center import CenterDB, results
-from .center import appeals as stored_appeals
 from .model.attribution import roster_frame, utc as _utc
 from .model.rates import counts_by
 from .votes import attributed_counts
@@ -429,9 +428,7 @@ def publish(db: CenterDB, result: QuarterResult, *, now: datetime | None = None)
         db, quarter=str(result.quarter), params=params, fingerprint=fingerprint,
         computed_at=result.computed_at.isoformat(), published_at=published_at.isoformat(), version=result.version,
         summary=summary, tables={name: _frame_to_json(frame) for name, frame in result.tables().items()},
-        inputs=inputs)
-    with db.transaction() as conn:
-        stored_appeals.record_quarter_exclusions(conn, result_id, result.exclusions)
+        inputs=inputs, exclusions=result.exclusions)
     result.result_id = result_id
     result.published_at = datetime.fromisoformat(stamp)
     return result_id
@@ -467,7 +464,7 @@ def load_published(db: CenterDB, result_id: int) -> QuarterResult:
         lam=summary["lam"], y_ref=nan(summary["y_ref"]), result_id=row["id"],
         published_at=datetime.fromisoformat(row["published_at"]),
         sample=bool(summary.get("sample", False)),  # results published before the flag existed: False
-        exclusions=stored_appeals.quarter_exclusions(db, row["id"]), **tables)
+        exclusions=results.result_exclusions(db, row["id"]), **tables)
 
 
 def recompute_published(db: CenterDB, result_id: int, params: Params | None = None) -> QuarterResult:

@@ -167,8 +167,7 @@ def check_close(case: dict, code: str, reason: str | None, appeal_accepted: bool
         raise CaseError("办结说明不超过 500 个字")
     if code == "revisited" and not reached(case):
         raise CaseError("尚无接通的回访结果：请先记录回访，或选择无法联系、群众拒绝回访等办结方式并说明")
-    if code == "unreachable" and NO_ANSWER not in (case.get("callback_result"), case.get("revisit_result")) \
-            and not case.get("no_answer_calls"):
+    if code == "unreachable" and not case["no_answer_calls"]:
         raise CaseError("选择“无法联系”前，请先记录至少一次未接通的回访")
     if code == "appeal" and not appeal_accepted:
         raise CaseError("该督办件没有已采纳的申诉")

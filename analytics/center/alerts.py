@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from .db import in_clause
+from .db import county_filter
 
 
 def rule_rows(db) -> list[dict]:
@@ -52,13 +52,10 @@ def insert_alert(db, *, rule_id: int, rule_name: str, kind: str, scope_level: st
 
 def alert_rows(db, *, counties=None, after: int = 0, limit: int = 200, unacknowledged: bool = False) -> list[dict]:
     """Alerts newest first (id > after); ``counties`` restricts to those counties (empty: none)."""
-    where, params = ["id > ?"], [int(after)]
-    if counties is not None:
-        if not counties:
-            return []
-        clause, values = in_clause("county_code", counties)
-        where.append(clause)
-        params += values
+    scope = county_filter(counties)
+    if scope is None:
+        return []
+    where, params = ["id > ?", *scope[0]], [int(after), *scope[1]]
     if unacknowledged:
         where.append("ack_at IS NULL")
     return [dict(row) for row in db.query(f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",

@@ -1,6 +1,6 @@
-"""申诉复核 in the control center's database: ``appeals``, ``appeal_votes`` (the votes each
-appeal covers) and ``quarter_exclusions`` (what a published quarter left out). Plain
-storage; the rules are in analytics.appeals.rules. Functions that take ``conn`` run inside
+"""申诉复核 in the control center's database: ``appeals`` and ``appeal_votes`` (the votes each
+appeal covers; what a published quarter left out is kept with it, analytics.center.results).
+Plain storage; the rules are in analytics.appeals.rules. Functions that take ``conn`` run inside
 the caller's transaction."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from .cases import iso
-from .db import in_clause
+from .db import county_filter
 
 COLUMNS = ("id", "county_code", "target_kind", "target_ref", "kind", "reason", "evidence", "status", "filed_by",
            "filed_at", "reviewed_by", "reviewed_at", "review_note")
@@ -52,13 +52,10 @@ def set_status(conn, appeal_id: int, status: str, by: str, now: datetime, note: 
 def appeal_rows(db, *, counties=None, status: str | None = None, target_kind: str | None = None,
                 target_ref: str | None = None, limit: int = 1000) -> list[dict]:
     """Appeals newest first with their vote count; ``counties`` (a set) restricts to those counties."""
-    where, params = [], []
-    if counties is not None:
-        if not counties:
-            return []
-        clause, values = in_clause("county_code", counties)
-        where.append(clause)
-        params += values
+    scope = county_filter(counties)
+    if scope is None:
+        return []
+    where, params = scope
     for column, value in (("status", status), ("target_kind", target_kind), ("target_ref", target_ref)):
         if value:
             where.append(f"{column} = ?")
@@ -93,17 +90,3 @@ def accepted_votes(db, start: datetime | None = None, end: datetime | None = Non
     return [dict(r) for r in db.query(
         "SELECT v.appeal_id, v.device, v.seq, v.rating, v.time FROM appeal_votes v JOIN appeals a "
         "ON a.id = v.appeal_id WHERE " + " AND ".join(where) + " ORDER BY v.time, v.device, v.seq", params)]
-
-
-def record_quarter_exclusions(conn, result_id: int, votes: list[dict]) -> None:
-    """Keep the exclusions a published quarter was computed with."""
-    conn.executemany("INSERT OR IGNORE INTO quarter_exclusions(result_id, appeal_id, device, seq, rating, time) "
-                     "VALUES (?,?,?,?,?,?)",
-                     [(result_id, v["appeal_id"], v["device"], v["seq"], v["rating"], v["time"]) for v in votes])
-
-
-def quarter_exclusions(db, result_id: int) -> list[dict]:
-    """The exclusions kept with a published quarter."""
-    return [dict(r) for r in db.query(
-        "SELECT appeal_id, device, seq, rating, time FROM quarter_exclusions WHERE result_id = ? "
-        "ORDER BY time, device, seq", (int(result_id),))]

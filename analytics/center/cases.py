@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from .db import in_clause
+from .db import county_filter
 
 CASE_COLUMNS = ("id", "group_key", "window_id", "hall_id", "township_code", "county_code", "device", "status",
                 "opened_at", "first_vote_at", "last_vote_at", "deadline", "vote_count", "assignee",
@@ -112,13 +112,10 @@ def case_rows(db, *, counties=None, county: str | None = None, status: str | Non
               assignee: str | None = None, first_from: datetime | None = None, first_before: datetime | None = None,
               limit: int = 1000) -> list[dict]:
     """Cases newest first, filtered; ``counties`` (a set) restricts to those counties (empty: none)."""
-    where, params = [], []
-    if counties is not None:
-        if not counties:
-            return []
-        clause, values = in_clause("county_code", counties)
-        where.append(clause)
-        params += values
+    scope = county_filter(counties)
+    if scope is None:
+        return []
+    where, params = scope
     if county:
         where.append("county_code = ?")
         params.append(county)

@@ -28,6 +28,17 @@ def in_clause(column: str, values) -> tuple[str, list]:
     return f"{column} IN ({','.join('?' * len(values))})", values
 
 
+def county_filter(counties, column: str = "county_code") -> tuple[list[str], list] | None:
+    """The WHERE clauses and parameters that restrict rows to ``counties`` (None: every county, no clause);
+    None when ``counties`` is empty: a user who may see no county gets no rows."""
+    if counties is None:
+        return [], []
+    if not counties:
+        return None
+    clause, values = in_clause(column, counties)
+    return [clause], values
+
+
 class CenterDB:
     """The control center's database, migrated to this software's version when opened.
 

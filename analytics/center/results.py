@@ -8,12 +8,14 @@ from __future__ import annotations
 
 
 def insert_result(db, *, quarter: str, params: str, fingerprint: str, computed_at: str, published_at: str,
-                  version: str, summary: str, tables: dict[str, str], inputs: list[tuple]) -> tuple[int, str]:
+                  version: str, summary: str, tables: dict[str, str], inputs: list[tuple],
+                  exclusions: list[dict] = ()) -> tuple[int, str]:
     """Store a result unless the same quarter, parameters and figures are stored; return (id, published_at).
 
     The look-up and the insert are one write transaction (BEGIN IMMEDIATE), so two processes
     publishing the same figures at once get the same id. ``inputs`` rows are (level, code,
-    S_T, B_T, U_T, excluded_T, S_P, B_P, U_P, G).
+    S_T, B_T, U_T, excluded_T, S_P, B_P, U_P, G); ``exclusions`` are the votes 不予采纳 that the
+    computation left out (appeal_id, device, seq, rating, time), kept in ``quarter_exclusions``.
     """
     with db.transaction() as conn:
         existing = conn.execute("SELECT id, published_at FROM quarter_results"
@@ -30,7 +32,18 @@ def insert_result(db, *, quarter: str, params: str, fingerprint: str, computed_a
             conn.execute("INSERT INTO quarter_tables (result_id, name, data) VALUES (?, ?, ?)", (result_id, name, data))
         conn.executemany("INSERT INTO quarter_inputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          [(result_id, *row) for row in inputs])
+        conn.executemany("INSERT INTO quarter_exclusions (result_id, appeal_id, device, seq, rating, time) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         [(result_id, v["appeal_id"], v["device"], v["seq"], v["rating"], v["time"])
+                          for v in exclusions])
     return result_id, published_at
+
+
+def result_exclusions(db, result_id: int) -> list[dict]:
+    """The votes 不予采纳 that a published result left out."""
+    return [dict(r) for r in db.query(
+        "SELECT appeal_id, device, seq, rating, time FROM quarter_exclusions WHERE result_id = ? "
+        "ORDER BY time, device, seq", (int(result_id),))]
 
 
 def list_results(db, quarter: str | None = None) -> list[dict]:

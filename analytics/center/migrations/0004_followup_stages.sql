@@ -13,4 +13,5 @@ ALTER TABLE cases ADD COLUMN revisit_note TEXT;
 ALTER TABLE cases ADD COLUMN revisit_at TEXT;
 ALTER TABLE cases ADD COLUMN close_code TEXT;           -- analytics.cases.rules.CLOSE_CODES
 UPDATE cases SET contacted_at = callback_at WHERE callback_at IS NOT NULL;
+UPDATE cases SET no_answer_calls = 1 WHERE callback_result = '未接通';
 UPDATE cases SET close_code = 'other' WHERE status = 'closed';    -- their reason says it all
