@@ -199,7 +199,7 @@ def detail(case_id: int):
 def _detail_page(case: dict, error: str | None):
     db = get_db()
     case["appeals"] = list_appeals(db, target_kind="case", target_ref=str(case["id"]))
-    case["appeal_accepted"] = appeal_accepted_for_case(db, case["id"])
+    case["appeal_accepted"] = any(a["status"] == "accepted" for a in case["appeals"])
     return render_template("cases/detail.html", case=case, may_act=_may_act(case), error=error,
                            callback_results=fu.CALLBACK_RESULTS, close_codes=fu.CLOSE_CODES, appeal_kinds=KINDS,
                            assignees=fu.assignees(get_db(), case["county_code"]), now=get_clock().now())
